@@ -60,11 +60,20 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__") or name in ("Thumbs.db", "desktop.ini")
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def sniff(path: Path) -> str | None:
-    """Return Pillow's format name if the file's content is a supported image, else None."""
+    """Return Pillow's format name if the file's content is a supported image, else None.
+
+    Raises ``_TooLarge`` for an image whose header announces a decompression bomb.
+    """
     try:
         with Image.open(path) as img:
             fmt = img.format
+    except Image.DecompressionBombError as e:
+        raise _TooLarge(str(e)) from None
     except Exception:  # noqa: BLE001 - any failure to parse a header means "not an image"
         return None
     return fmt if fmt in IMAGE_FORMATS else None
@@ -130,7 +139,13 @@ def _scan_class(ds: Dataset, root: Path, cls: str, label: int) -> None:
         if size == 0:
             ds.problems.append(Problem(rel, "empty", "0-byte file"))
             continue
-        if sniff(path) is None:
+        try:
+            fmt = sniff(path)
+        except _TooLarge as err:
+            ds.problems.append(Problem(rel, "too_large", f"image too large to decode safely "
+                                       f"(decompression-bomb guard: {err})"))
+            continue
+        if fmt is None:
             ds.problems.append(Problem(rel, "not_image", "not an image in a supported "
                                        f"format ({', '.join(sorted(IMAGE_FORMATS))})"))
             continue
