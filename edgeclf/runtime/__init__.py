@@ -5,8 +5,10 @@ never TensorFlow, Keras, JAX, Typer or Rich.
 """
 
 from .contract import Contract
-from .errors import DeviceError, EdgeclfError, ImageError, ModelError
+from .errors import DependencyError, DeviceError, EdgeclfError, ImageError, ModelError
+from .predictor import Prediction, Predictor, to_probabilities
 from .preprocess import BatchResult, preprocess, preprocess_batch
 
 __all__ = ["Contract", "preprocess", "preprocess_batch", "BatchResult",
-           "EdgeclfError", "ImageError", "ModelError", "DeviceError"]
+           "Predictor", "Prediction", "to_probabilities",
+           "EdgeclfError", "ImageError", "ModelError", "DeviceError", "DependencyError"]

@@ -8,6 +8,8 @@ catch one type. The runtime documents these:
 - :class:`ModelError`: a model file that is missing, not a model of the expected format,
   or whose inputs/outputs/metadata do not fit a classifier.
 - :class:`DeviceError`: a requested device/provider cannot be used.
+- :class:`DependencyError` (also an ``ImportError``): an optional engine (onnxruntime,
+  ai-edge-litert) that this model needs is not installed; the message says what to install.
 """
 
 from __future__ import annotations
@@ -31,3 +33,7 @@ class ModelError(EdgeclfError):
 
 class DeviceError(EdgeclfError):
     """A requested device or execution provider is not available."""
+
+
+class DependencyError(EdgeclfError, ImportError):
+    """An optional dependency needed for this model is not installed."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,12 +58,12 @@ def open_image(source: Any, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 fp = source
             else:
                 raise ImageError(f"cannot read an image from {type(source).__name__}")
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(fp)
+            # No warnings.catch_warnings() here: it is not thread-safe (preprocess_batch runs
+            # in a pool) and the explicit max_pixels check below does the guarding.
+            img = Image.open(fp)
         except ImageError:
             raise
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        except Image.DecompressionBombError as e:
             raise ImageError(f"image too large to decode safely ({e})", name) from None
         except _DECODE_ERRORS as e:
             raise ImageError(f"not a readable image ({type(e).__name__}: {e})", name) from None
@@ -114,9 +113,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
         return img
     if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        if mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+        if mode.startswith("I;16"):
+            arr = arr / 257.0  # always 16-bit: a dark image must stay dark
+        elif mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
             arr = arr * 255.0
-        elif mode != "F" and arr.size and arr.max() > 255:
+        elif mode == "I" and arr.size and arr.max() > 255:
             arr = arr / 257.0
         arr = np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
@@ -158,12 +159,23 @@ def preprocess(source: Any, contract: Contract, *, max_pixels: int = MAX_PIXELS,
         img = _array_to_image(source)
     else:
         img = open_image(source, max_pixels=max_pixels)
+    opened = img if img is not source else None  # close what we opened, never the caller's
+    try:
+        return _apply(img, source, contract, min_side, own=opened is not None)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _apply(img: Image.Image, source: Any, contract: Contract, min_side: int, *,
+           own: bool) -> np.ndarray:
     w, h = img.size
     if min(w, h) < min_side:
         raise ImageError(f"image is {w}x{h}, smaller than the minimum side of {min_side} px",
                          _name(source))
     try:
-        _draft(img, contract)
+        if own:  # draft() changes the image in place: never do it to the caller's image
+            _draft(img, contract)
         img.load()
         img = ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
         img = to_rgb(img)
