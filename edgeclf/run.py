@@ -17,7 +17,10 @@ models/<name>/
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -71,40 +74,109 @@ class RunPaths:
         return [ln for ln in self.labels.read_text(encoding="utf-8").splitlines() if ln]
 
 
-@contextlib.contextmanager
-def run_lock(paths: RunPaths) -> Iterator[None]:
-    """Hold ``.lock`` for the duration; a second process on the same run is refused.
+#: Run roots whose lock this process holds: [file descriptor, re-entry depth].
+_HELD: dict[Path, list] = {}
 
-    The lock records the pid; a lock left by a dead process (kill -9) is taken over.
+
+@contextlib.contextmanager
+def run_lock(paths: RunPaths, *, purpose: str = "train") -> Iterator[None]:
+    """Hold ``RUN/.lock`` for the duration; another process on the same run is refused.
+
+    The lock is an exclusive ``flock`` on the file, so the kernel drops it when its process
+    dies (kill -9 included): a lock left by a dead process never blocks a rerun. The file
+    holds the owner's pid, purpose and start time for the refusal message. Re-entrant within
+    one process (a stage that calls another keeps the outer lock).
     """
     paths.root.mkdir(parents=True, exist_ok=True)
-    lock = paths.lock
-    for _ in range(2):
+    key = paths.root.resolve()
+    if key in _HELD:
+        _HELD[key][1] += 1
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            pid = _read_pid(lock)
-            if pid and _alive(pid) and pid != os.getpid():
-                raise RunError(f"{paths.root} is in use by another edgeclf process "
-                               f"(pid {pid}); wait for it or stop it") from None
-            lock.unlink(missing_ok=True)  # stale lock of a dead process
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        break
-    else:  # pragma: no cover - race with another process
-        raise RunError(f"could not lock {paths.root}")
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    fd = _acquire(paths, purpose)
+    _HELD[key] = [fd, 1]
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        del _HELD[key]
+        _release(paths.lock, fd)
 
 
-def _read_pid(lock: Path) -> int | None:
-    try:
-        return int(lock.read_text().strip() or 0) or None
-    except (OSError, ValueError):
+def lock_owner(paths: RunPaths) -> dict | None:
+    """``{"pid", "purpose", "started"}`` of the live process holding the run, else ``None``.
+
+    Read-only (it never takes the lock, so it cannot make a starting stage fail): the
+    recorded pid is checked for liveness.
+    """
+    owner = _read_owner(paths.lock)
+    pid = owner.get("pid") if owner else None
+    if not isinstance(pid, int) or not _alive(pid):
         return None
+    return owner
+
+
+def _acquire(paths: RunPaths, purpose: str) -> int:
+    for _ in range(20):
+        fd = os.open(paths.lock, os.O_CREAT | os.O_RDWR, 0o644)
+        if not _try_lock(fd):
+            os.close(fd)
+            owner = _read_owner(paths.lock) or {}
+            what = ", ".join(f"{k} {owner[k]}" for k in ("pid", "purpose", "started")
+                             if owner.get(k))
+            raise RunError(f"{paths.root} is in use by another edgeclf process"
+                           f"{f' ({what})' if what else ''}; wait for it to finish or stop "
+                           "it, then rerun")
+        try:  # the previous holder may have unlinked the file between our open and lock
+            same = os.fstat(fd).st_ino == os.stat(paths.lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            owner = {"pid": os.getpid(), "purpose": purpose,
+                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner).encode(), 0)
+            return fd
+        _unlock(fd)
+        os.close(fd)
+    raise RunError(f"could not lock {paths.root}: the lock file keeps changing")
+
+
+def _release(lock: Path, fd: int) -> None:
+    try:
+        lock.unlink(missing_ok=True)   # while still holding it: nobody can lock the old inode
+    finally:
+        _unlock(fd)
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _read_owner(lock: Path) -> dict | None:
+    try:
+        text = lock.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if isinstance(data, int):          # older edgeclf wrote the bare pid
+        return {"pid": data}
+    return data if isinstance(data, dict) else None
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,121 @@
+"""Plots for the report, drawn with matplotlib's Agg canvas (no display, no pyplot state)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from .readers import History, num, pick
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, list]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _phase_bounds(phases: list[str]) -> list[tuple[int, str]]:
+    """(first row index, phase name) of each phase after the first."""
+    return [(i, p) for i, p in enumerate(phases) if i > 0 and p != phases[i - 1]]
+
+
+def training_curves(history: History) -> bytes | None:
+    """Loss and accuracy per epoch (train and validation), phase boundaries marked.
+
+    ``None`` when the history holds no plottable column."""
+    panels = [("loss", ("loss",), ("val_loss",)),
+              ("accuracy", ("accuracy", "acc", "sparse_categorical_accuracy"),
+               ("val_accuracy", "val_acc", "val_sparse_categorical_accuracy"))]
+    panels = [p for p in panels if history.has(*p[1], *p[2])]
+    if not panels or not history.rows:
+        return None
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _figure(5.2 * len(panels), 3.4, len(panels))
+    x = list(range(1, len(history.rows) + 1))
+    for ax, (title, train_cols, val_cols) in zip(axes, panels):
+        for cols, label, style in ((train_cols, "train", "-"), (val_cols, "validation", "--")):
+            ys = history.series(*cols)
+            pts = [(xi, y) for xi, y in zip(x, ys) if y is not None]
+            if pts:
+                ax.plot(*zip(*pts), style, marker="o", markersize=3, label=label)
+        for start, phase in _phase_bounds(history.phases):
+            ax.axvline(start + 0.5, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f"phase {phase}", (start + 0.6, 0.98), xycoords=("data", "axes fraction"),
+                        va="top", fontsize=8, color="grey")
+        ax.set_title(title)
+        ax.set_xlabel("epoch (both phases)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def confusion_matrix(matrix: list[list[Any]], classes: list[str]) -> bytes:
+    """A row-normalised confusion matrix; labels are dropped when there are too many."""
+    import numpy as np
+
+    m = np.array([[num(v) or 0.0 for v in row] for row in matrix], dtype=float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"confusion matrix must be square, got shape {m.shape}")
+    sums = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
+    n = m.shape[0]
+    side = min(12.0, max(4.0, 0.35 * n + 2))
+    fig, (ax,) = _figure(side, side)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, shrink=0.7, label="fraction of true class")
+    if n <= 40 and len(classes) == n:
+        ax.set_xticks(range(n), [str(c)[:18] for c in classes], rotation=90, fontsize=7)
+        ax.set_yticks(range(n), [str(c)[:18] for c in classes], fontsize=7)
+    if n <= 15:
+        for i in range(n):
+            for j in range(n):
+                if m[i, j]:
+                    ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=8,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return _png(fig)
+
+
+def latency(results: list[dict]) -> bytes | None:
+    """p50 latency against batch size, one line per (artifact, device, threads); log scale."""
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for r in results:
+        batch, p50 = num(pick(r, "batch_size")), num(pick(r, "p50_ms"))
+        if batch is None or p50 is None or p50 <= 0:
+            continue
+        label = (f"{pick(r, 'artifact', default='?')} [{pick(r, 'device', default='?')}"
+                 f", {pick(r, 'threads', default='?')} thr]")
+        lines.setdefault(label, []).append((batch, p50))
+    if not lines:
+        return None
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig, (ax,) = _figure(7.5, 4.2)
+    for label, pts in sorted(lines.items()):
+        pts.sort()
+        ax.plot(*zip(*pts), marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    batches = sorted({b for pts in lines.values() for b, _ in pts})
+    ax.set_xticks(batches, [f"{b:g}" for b in batches])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("p50 latency (ms)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    return _png(fig)

@@ -1,0 +1,171 @@
+"""Report section: test metrics, confusion matrix, worst confusions, misclassified images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import plots
+from .context import Context, Section
+from .images import data_uri, png_file_uri, thumbnail_uri
+from .markup import Raw, details, e, img, join, kv_table, not_run, note, problem, table, tag
+from .readers import (as_dict, as_list, fmt, fmt_pct, num, pick, read_json_object)
+
+#: At most this many confusions and misclassified thumbnails are shown.
+MAX_CONFUSIONS = 10
+MAX_THUMBS = 12
+SHOW_ROWS = 25
+
+
+def evaluation(ctx: Context) -> Section:
+    metrics = read_json_object(ctx.paths.metrics)
+    ev = read_json_object(ctx.paths.eval_json)
+    test = as_dict(pick(metrics, "test"))
+    if not test and ev is None and not ctx.paths.confusion_png.is_file():
+        return Section("evaluation", "Test metrics", "not-run",
+                       join([not_run("edgeclf", "eval", ctx.run_arg)]
+                            + ([] if metrics else [note("(after training: "
+                                                        "metrics.json is written by train)")])))
+    body: list[Raw] = []
+    if test:
+        body.append(tag("h3", "Keras checkpoint at the end of training (metrics.json)"))
+        body.append(_summary(test))
+        body.append(_per_class(pick(test, "per_class")))
+    elif metrics is not None:
+        body.append(problem("metrics.json has no 'test' object"))
+    if ev is not None:
+        body.append(tag("h3", f"edgeclf eval: {pick(ev, 'model', 'artifact', 'source', default='model')}"
+                              f" on {pick(ev, 'split', default='?')}"))
+        body.append(_summary(ev))
+        if not test:
+            body.append(_per_class(pick(ev, "per_class")))
+    body.append(_confusion(ctx, ev))
+    if ev is not None:
+        body.append(_worst(ctx, ev))
+        body.append(_misclassified(ctx, ev))
+    status = "done" if ev is not None else "partial"
+    if ev is None:
+        body.append(not_run("edgeclf", "eval", ctx.run_arg,
+                            what="confusions and misclassified images: not run yet"))
+    return Section("evaluation", "Test metrics", status, join(body))
+
+
+def _summary(d: dict) -> Raw:
+    return kv_table([("accuracy", fmt_pct(pick(d, "accuracy"))),
+                     ("top-5 accuracy", fmt_pct(pick(d, "top5", "top_5", "top5_accuracy"))),
+                     ("images", fmt(pick(d, "n", "n_images", "support")))])
+
+
+def _per_class(per_class: Any) -> Raw:
+    if isinstance(per_class, dict):
+        items = [(k, as_dict(v)) for k, v in per_class.items()]
+    else:
+        items = [(pick(v, "class", "label", "name", default="?"), v)
+                 for v in as_list(per_class) if isinstance(v, dict)]
+    if not items:
+        return Raw("")
+    rows = [[c, fmt(pick(v, "precision"), 3), fmt(pick(v, "recall"), 3),
+             fmt(pick(v, "f1", "f1_score", "f1-score"), 3), fmt(pick(v, "support"))]
+            for c, v in items]
+    rows.sort(key=lambda r: num(r[3]) if num(r[3]) is not None else 2.0)
+    t = table(["class (worst F1 first)", "precision", "recall", "F1", "support"], rows)
+    return t if len(rows) <= SHOW_ROWS else details(f"per-class metrics ({len(rows)} classes)", t)
+
+
+def _matrix(ctx: Context, ev: dict | None) -> tuple[list[list], list[str]]:
+    cm = pick(ev, "confusion_matrix", "confusion")
+    classes = pick(as_dict(cm), "classes", "labels") or pick(ev, "classes", "labels")
+    if isinstance(cm, dict):
+        cm = pick(cm, "matrix", "counts")
+    rows = [r for r in as_list(cm) if isinstance(r, list)]
+    names = [str(c) for c in as_list(classes)] or ctx.classes
+    return rows, names
+
+
+def _confusion(ctx: Context, ev: dict | None) -> Raw:
+    try:
+        uri = png_file_uri(ctx.paths.confusion_png)
+    except (OSError, ValueError) as exc:
+        uri, why = None, problem(f"confusion_matrix.png not shown: {exc}")
+    else:
+        why = Raw("")
+    if uri is None:
+        matrix, names = _matrix(ctx, ev)
+        if matrix:
+            try:
+                uri = data_uri(plots.confusion_matrix(matrix, names), "image/png")
+            except ValueError as exc:
+                return join([why, problem(f"eval.json confusion matrix not drawn: {exc}")])
+    if uri is None:
+        return join([why, note("no confusion matrix yet")])
+    return join([why, tag("h3", "Confusion matrix"), img(uri, "confusion matrix", cls="cm")])
+
+
+def _confusion_rows(ctx: Context, ev: dict) -> list[tuple[str, str, Any, list]]:
+    items = as_list(pick(ev, "worst_confusions", "confusions", "top_confusions"))
+    out = []
+    for it in items:
+        if isinstance(it, dict):
+            out.append((pick(it, "true", "actual", "label", "true_class", default="?"),
+                        pick(it, "predicted", "pred", "predicted_class", default="?"),
+                        pick(it, "count", "n", default=""),
+                        as_list(pick(it, "files", "examples", "images"))))
+        elif isinstance(it, list) and len(it) >= 2:
+            out.append((it[0], it[1], it[2] if len(it) > 2 else "", []))
+    if not out:
+        matrix, names = _matrix(ctx, ev)
+        cells = [(num(v) or 0, i, j) for i, r in enumerate(matrix) for j, v in enumerate(r)
+                 if i != j and (num(v) or 0) > 0 and i < len(names) and j < len(names)]
+        out = [(names[i], names[j], int(c), []) for c, i, j in sorted(cells, reverse=True)]
+    return out[:MAX_CONFUSIONS]
+
+
+def _worst(ctx: Context, ev: dict) -> Raw:
+    rows = _confusion_rows(ctx, ev)
+    if not rows:
+        return note("no confusions listed in eval.json")
+    roots = ctx.image_roots(pick(ev, "root", "data", "data_dir"))
+    table_rows = []
+    for true, pred, count, files in rows:
+        thumbs = [_thumb(roots, _file_of(f)) for f in files[:3]]
+        table_rows.append([true, pred, fmt(count), join(t for t in thumbs if t)])
+    return join([tag("h3", "Worst confusions"),
+                 table(["true class", "predicted as", "images", "examples"], table_rows)])
+
+
+def _file_of(item: Any) -> str:
+    return str(pick(item, "file", "path", "image", default="")) if isinstance(item, dict) \
+        else str(item)
+
+
+def _thumb(roots: list, name: str) -> Raw | None:
+    uri = thumbnail_uri(roots, name) if name else None
+    return img(uri, name, cls="thumb", title=name) if uri else None
+
+
+def _misclassified(ctx: Context, ev: dict) -> Raw:
+    items = [it for it in as_list(pick(ev, "misclassified", "errors", "mistakes"))
+             if isinstance(it, dict)]
+    if not items:
+        return Raw("")
+    roots = ctx.image_roots(pick(ev, "root", "data", "data_dir"))
+    cards, missing = [], 0
+    for it in items:
+        if len(cards) >= MAX_THUMBS:
+            break
+        name = _file_of(it)
+        thumb = _thumb(roots, name)
+        if thumb is None:
+            missing += 1
+            continue
+        conf = num(pick(it, "confidence", "score", "probability"))
+        caption = (f"{pick(it, 'true', 'actual', 'label', default='?')} → "
+                   f"{pick(it, 'predicted', 'pred', default='?')}"
+                   + (f" ({conf:.0%})" if conf is not None else ""))
+        cards.append(Raw(f'<figure>{thumb}<figcaption><b>{e(caption)}</b><br>'
+                         f'<span class="file">{e(name)}</span></figcaption></figure>'))
+    out = [tag("h3", f"Misclassified test images ({len(items)}; a few shown)")]
+    out.append(Raw('<div class="gallery">' + "".join(cards) + "</div>") if cards else
+               note("none of the listed images could be found under the dataset root"))
+    if missing:
+        out.append(note(f"{missing} listed image(s) missing or unreadable: skipped"))
+    return join(out)
