@@ -1,0 +1,372 @@
+"""`edgeclf bench`: latency, throughput, cold start and memory of every artifact, side by side.
+
+What it measures, per artifact (from ``RUN/export/manifest.json``, hashes checked, or one
+model file), device, thread count and batch size: p50/p90/p99, mean and std of the inference
+latency, images/s, cold start (session creation + first run, and the library import before
+it), preprocessing time (decode + resize of in-memory JPEGs through the predictor's own
+``preprocess``, measured apart from inference), peak resident memory and, on GPU, device
+memory, and the execution provider that really ran.
+
+Artifacts run through :class:`edgeclf.runtime.Predictor` (what users embed). Baselines run
+in the same session: Keras ``model.predict`` and a direct ``model(x)`` call on the
+checkpoint, the SavedModel through TensorFlow, and the float32 TFLite file through a bare
+LiteRT interpreter with its default XNNPACK delegate; ``speedup`` in each row is the ratio to
+a reference row measured in the same run (the direct Keras call when present).
+
+Isolation: each (artifact, device, threads) job runs in a fresh Python process
+(``python -m edgeclf.bench_runners``) so cold start includes loading the libraries, peak RSS
+is that artifact's own, thread settings cannot leak between jobs (TensorFlow fixes them once
+per process) and an artifact that crashes the interpreter is a failed row, not a failed bench.
+``isolate=False`` runs in-process (fast, for tests; cold start and RSS are then not honest,
+and the entry says so).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edgeclf.bench_runners import FIGURES, MAX_BATCH, check_batch_memory, failed_rows, run_job
+from edgeclf.errors import ConfigError, DeviceError, ModelError, RunError
+from edgeclf.fsutil import write_json
+from edgeclf.run import RunPaths
+from edgeclf.runtime.manifest import load_manifest, verify_artifact
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "tflite", "savedmodel", "keras")
+DEVICES = ("cpu", "gpu", "all")
+MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
+MAX_THREADS = 256
+GPU_MODES = ("numpy", "iobinding", "cuda-graph")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """What to measure. ``None`` means the default noted beside the field."""
+
+    formats: tuple[str, ...] | None = None       # None: every format found
+    device: str = "cpu"                          # cpu | gpu | all
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    threads: tuple[int, ...] | None = None       # None: the cores this process may use
+    warmup: int = 5
+    runs: int | None = None                      # None: 50 unless ``seconds`` is given
+    seconds: float | None = None                 # time budget per batch size instead of runs
+    baselines: bool = True                       # Keras predict/call + bare TFLite (XNNPACK)
+    gpu_modes: tuple[str, ...] = ("numpy", "iobinding")  # + "cuda-graph"
+    labels: str | None = None                    # labels file for a model without metadata
+    isolate: bool = True                         # one fresh process per job
+    timeout_s: float = 1800.0                    # per job, when isolated
+
+    def resolved_threads(self) -> tuple[int, ...]:
+        return self.threads or (len(os.sched_getaffinity(0)),)
+
+    def resolved_runs(self) -> int | None:
+        return None if self.seconds is not None else (self.runs if self.runs is not None else 50)
+
+
+def validate_config(cfg: BenchConfig) -> None:
+    """Refuse nonsense before anything is loaded (ConfigError says what and why)."""
+    if cfg.device not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {cfg.device!r}")
+    for f in cfg.formats or ():
+        if f not in FORMATS:
+            raise ConfigError(f"unknown format {f!r}; formats are {', '.join(FORMATS)}")
+    if not cfg.batch_sizes:
+        raise ConfigError("--batch-sizes is empty: give at least one batch size, e.g. 1,8,32")
+    for b in cfg.batch_sizes:
+        if b < 1 or b > MAX_BATCH:
+            raise ConfigError(f"batch size {b} is out of range: use 1..{MAX_BATCH}")
+    for t in cfg.threads or ():
+        if t < 1 or t > MAX_THREADS:
+            raise ConfigError(f"threads {t} is out of range: use 1..{MAX_THREADS} "
+                              f"(this machine has {os.cpu_count()} cores)")
+    if cfg.runs is not None and cfg.seconds is not None:
+        raise ConfigError("give --runs or --seconds, not both")
+    if cfg.runs is not None and cfg.runs < 1:
+        raise ConfigError(f"--runs must be at least 1 (got {cfg.runs}): a benchmark with no "
+                          "timed run has no figures")
+    if cfg.seconds is not None and not 0 < cfg.seconds <= 3600:
+        raise ConfigError(f"--seconds must be in (0, 3600]; got {cfg.seconds}")
+    if cfg.warmup < 0:
+        raise ConfigError(f"--warmup must be 0 or more; got {cfg.warmup}")
+    for m in cfg.gpu_modes:
+        if m not in GPU_MODES:
+            raise ConfigError(f"unknown GPU mode {m!r}; modes are {', '.join(GPU_MODES)}")
+
+
+@dataclass
+class Target:
+    """One thing to benchmark: an artifact through the predictor, or a baseline."""
+
+    artifact: str
+    runner: str            # see edgeclf.bench_runners.RUNNERS
+    path: str
+    format: str
+    quantization: str
+    bytes: int | None = None
+    source: str | None = None  # the export dir the predictor resolves it from (manifest)
+    error: str | None = None   # set when the artifact cannot be used (hash mismatch...)
+
+
+@dataclass
+class BenchResult:
+    """One dated entry of ``bench.json``."""
+
+    date: str
+    machine: dict
+    config: dict
+    target: str
+    results: list[dict] = field(default_factory=list)
+
+    def to_entry(self) -> dict:
+        return asdict(self)
+
+
+def plan_targets(target: str | Path, cfg: BenchConfig) -> tuple[list[Target], dict]:
+    """The artifacts (and baselines) to run for ``target`` and the contract size if known."""
+    target = Path(target)
+    if not target.exists():
+        raise ModelError(f"{target} does not exist: give a run directory or a model file "
+                         "(.onnx, .tflite)")
+    wanted = set(cfg.formats or FORMATS)
+    if target.is_file():
+        fmt = MODEL_SUFFIXES.get(target.suffix.lower())
+        if fmt is None:
+            raise ModelError(f"{target}: not a model file edgeclf can benchmark (expected "
+                             f"{', '.join(MODEL_SUFFIXES)}) or a run directory")
+        out = [Target(artifact=target.name, runner="predictor", path=str(target), format=fmt,
+                      quantization="unknown", bytes=target.stat().st_size)]
+        if fmt == "tflite" and cfg.baselines:
+            out.append(Target(artifact="tflite-xnnpack", runner="tflite-xnnpack",
+                              path=str(target), format="tflite", quantization="unknown",
+                              bytes=target.stat().st_size))
+        return out, {}
+    return _plan_run(RunPaths(target), wanted, cfg.baselines)
+
+
+def _plan_run(paths: RunPaths, wanted: set[str], baselines: bool) -> tuple[list[Target], dict]:
+    paths.require()
+    info = json.loads(paths.run_json.read_text())
+    out: list[Target] = []
+    manifest = load_manifest(paths.export_dir) if paths.manifest.is_file() else None
+    if manifest is None and wanted - {"keras"}:
+        log.warning("%s has no export/manifest.json: only the Keras baselines can run "
+                    "(run `edgeclf export` first)", paths.root)
+    float_tflite: Target | None = None
+    for entry in (manifest or {}).get("artifacts", []):
+        fmt, quant = entry.get("format"), entry.get("quantization", "none")
+        if fmt not in wanted:
+            continue
+        t = Target(artifact=entry["file"], runner="savedmodel" if fmt == "savedmodel"
+                   else "predictor", path=str(paths.export_dir / entry["file"]), format=fmt,
+                   quantization=quant, bytes=entry.get("bytes"),
+                   source=str(paths.export_dir))
+        try:
+            verify_artifact(paths.export_dir, entry)
+        except ModelError as e:
+            t.error = str(e)
+        out.append(t)
+        if fmt == "tflite" and quant == "none" and t.error is None:
+            float_tflite = t
+    if baselines and "tflite" in wanted and float_tflite is not None:
+        out.append(Target(artifact="tflite-xnnpack", runner="tflite-xnnpack",
+                          path=float_tflite.path, format="tflite", quantization="none",
+                          bytes=float_tflite.bytes))
+    if baselines and "keras" in wanted:
+        ckpt = paths.best if paths.best.is_file() else paths.last
+        for runner in ("keras-predict", "keras-call"):
+            t = Target(artifact=runner, runner=runner, path=str(ckpt), format="keras",
+                       quantization="none", bytes=ckpt.stat().st_size if ckpt.is_file() else None)
+            if not ckpt.is_file():
+                t.error = f"{paths.root} has no checkpoint for the Keras baseline"
+            out.append(t)
+    if not out:
+        raise RunError(f"nothing to benchmark in {paths.root} for formats "
+                       f"{', '.join(sorted(wanted))}: run `edgeclf export` first")
+    size = info.get("preprocessing", {}).get("size")
+    return out, {"image_size": size}
+
+
+def devices_for(cfg: BenchConfig) -> list[str]:
+    """The devices to run; a GPU that cannot be used is a DeviceError, never a CPU run."""
+    if cfg.device in ("gpu", "all"):
+        from edgeclf.bench_gpu import require_gpu
+
+        require_gpu()
+    return {"cpu": ["cpu"], "gpu": ["gpu"], "all": ["cpu", "gpu"]}[cfg.device]
+
+
+def build_jobs(targets: list[Target], cfg: BenchConfig, devices: list[str],
+               image_size: list[int] | None) -> list[dict]:
+    jobs = []
+    for device in devices:
+        for t in targets:
+            runners = [t.runner]
+            if device == "gpu":
+                if t.format != "onnx":
+                    log.info("%s: %s has no GPU path in edgeclf bench; skipped on gpu",
+                             t.artifact, t.format)
+                    continue
+                runners = [{"numpy": "predictor", "iobinding": "iobinding",
+                            "cuda-graph": "cuda-graph"}[m] for m in cfg.gpu_modes]
+            for runner in runners:
+                for threads in cfg.resolved_threads():
+                    jobs.append({**asdict(t), "runner": runner, "device": device,
+                                 "threads": threads, "batch_sizes": list(cfg.batch_sizes),
+                                 "warmup": cfg.warmup, "runs": cfg.resolved_runs(),
+                                 "seconds": cfg.seconds, "labels": cfg.labels,
+                                 "image_size": image_size})
+    return jobs
+
+
+def run_isolated(job: dict, timeout_s: float) -> list[dict]:
+    """Run one job in a fresh interpreter; any crash or timeout becomes failed rows."""
+    with tempfile.TemporaryDirectory(prefix="edgeclf-bench-") as tmp:
+        spec, out = Path(tmp) / "job.json", Path(tmp) / "rows.json"
+        spec.write_text(json.dumps(job))
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+        try:
+            proc = subprocess.run([sys.executable, "-m", "edgeclf.bench_runners", str(spec),
+                                   str(out)], capture_output=True, text=True, env=env,
+                                  timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return failed_rows(job, f"timed out after {timeout_s:.0f} s")
+        if out.is_file():
+            return json.loads(out.read_text())
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        return failed_rows(job, f"benchmark process exited with code {proc.returncode}: "
+                                + " | ".join(tail))
+
+
+def add_speedups(rows: list[dict]) -> None:
+    """``speedup`` = reference p50 / row p50 at the same device, threads and batch size.
+
+    The reference is the direct Keras call when it ran, else the float32 ONNX predictor.
+    """
+    def key(r: dict) -> tuple:
+        return r["device"], r["threads"], r["batch_size"]
+
+    refs: dict[tuple, dict] = {}
+    for name in ("keras-call", "onnx-none"):
+        for r in rows:
+            label = r["artifact"] if r["format"] == "keras" else f"{r['format']}-{r['quantization']}"
+            if (label == name and r.get("mode", "numpy") == "numpy" and r.get("p50_ms")
+                    and key(r) not in refs):
+                refs[key(r)] = r
+    for r in rows:
+        ref = refs.get(key(r))
+        if ref is not None and r.get("p50_ms"):
+            r["speedup"] = round(ref["p50_ms"] / r["p50_ms"], 3)
+            r["speedup_vs"] = ref["artifact"]
+
+
+def run_bench(target: str | Path, cfg: BenchConfig,
+              progress: Callable[[int, int, str], None] | None = None) -> BenchResult:
+    """Benchmark ``target`` (a run directory or a model file) and return one dated entry."""
+    validate_config(cfg)
+    devices = devices_for(cfg)
+    targets, info = plan_targets(target, cfg)
+    if info.get("image_size"):
+        check_batch_memory(max(cfg.batch_sizes), *info["image_size"])
+    from edgeclf.bench_runners import machine_info
+
+    started = machine_info(cfg.resolved_threads())
+    jobs = build_jobs(targets, cfg, devices, info.get("image_size"))
+    rows: list[dict] = []
+    for i, job in enumerate(jobs):
+        if progress:
+            progress(i, len(jobs), f"{job['artifact']} {job['runner']} {job['device']} "
+                                   f"{job['threads']} threads")
+        if job.get("error"):
+            rows += failed_rows(job, job["error"])
+        elif cfg.isolate:
+            rows += run_isolated(job, cfg.timeout_s)
+        else:
+            rows += run_job(job)
+        failed = [r for r in rows[-len(job["batch_sizes"]):] if r["status"] != "ok"]
+        if failed:
+            log.warning("%s (%s, %s): %s", job["artifact"], job["runner"], job["device"],
+                        failed[0]["error"])
+    if progress:
+        progress(len(jobs), len(jobs), "done")
+    add_speedups(rows)
+    _check_gpu_rows(rows)
+    started["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    conf = {k: v for k, v in asdict(cfg).items() if k != "timeout_s"}
+    conf.update(threads=list(cfg.resolved_threads()), runs=cfg.resolved_runs())
+    return BenchResult(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                       machine=started, config=conf, target=str(target), results=rows)
+
+
+def _check_gpu_rows(rows: list[dict]) -> None:
+    from edgeclf.bench_gpu import is_gpu_provider
+
+    for r in rows:
+        if r["device"] == "gpu" and r["status"] == "ok" and not is_gpu_provider(r["provider"]):
+            raise DeviceError(f"{r['artifact']}: a GPU run was requested but it ran on "
+                              f"{r['provider']}; refusing to record it as a GPU figure")
+
+
+def default_output(target: str | Path) -> Path:
+    """Where bench.json/bench.png go: the run itself, or ``bench-<stem>/`` for a model file."""
+    target = Path(target)
+    return target if target.is_dir() else Path.cwd() / f"bench-{target.stem}"
+
+
+def append_history(bench_json: str | Path, result: BenchResult) -> dict:
+    """Append ``result`` to ``bench.json`` (``{"runs": [...]}``), keeping every earlier run.
+
+    A ``bench.json`` that is not in that shape is refused rather than overwritten.
+    """
+    bench_json = Path(bench_json)
+    bench_json.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(bench_json.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)   # two benches appending at once both keep their entry
+        history: dict = {"runs": []}
+        if bench_json.is_file():
+            try:
+                history = json.loads(bench_json.read_text())
+            except ValueError as e:
+                raise RunError(f"{bench_json} is not valid JSON ({e}); move it away to start "
+                               "a new history") from None
+            if not isinstance(history, dict) or not isinstance(history.get("runs"), list):
+                raise RunError(f"{bench_json} has no 'runs' list; move it away to start a "
+                               "new history")
+        history["runs"].append(result.to_entry())
+        write_json(bench_json, history)
+        return history
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def load_history(bench_json: str | Path) -> list[dict]:
+    path = Path(bench_json)
+    return json.loads(path.read_text())["runs"] if path.is_file() else []
+
+
+def save_bench(result: BenchResult, out_dir: str | Path) -> tuple[Path, Path | None]:
+    """Append to ``out_dir/bench.json`` and draw ``out_dir/bench.png``; returns both paths."""
+    paths = RunPaths(Path(out_dir))
+    append_history(paths.bench_json, result)
+    from edgeclf.bench_plot import plot_bench
+
+    png = plot_bench(result, paths.bench_png, parity_json=paths.parity,
+                     manifest=paths.manifest)
+    return paths.bench_json, png
+
+
+__all__ = ["BenchConfig", "BenchResult", "Target", "validate_config", "plan_targets",
+           "run_bench", "append_history", "load_history", "save_bench", "default_output",
+           "FIGURES", "FORMATS"]

@@ -1,0 +1,231 @@
+"""GPU side of `edgeclf bench`: onnxruntime's CUDA execution provider with IO binding.
+
+Three ways to run an ONNX artifact on the GPU, chosen at run time (nothing here is imported
+unless a GPU is asked for):
+
+- ``numpy``: ``Predictor.run`` on a GPU predictor (host arrays in and out; what a caller that
+  holds numpy arrays gets).
+- ``iobinding``: the predictor's own onnxruntime session (``predictor.session``) with the
+  input uploaded once and the output bound to device memory, so a timed call does no host
+  copy (what a caller whose data already lives on the GPU gets).
+- ``cuda-graph``: a session created with ``enable_cuda_graph`` (fixed shapes, one session
+  per batch size) replaying a captured CUDA graph; IO binding is mandatory there.
+
+A GPU request that cannot be honoured is a :class:`DeviceError`, never a CPU figure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import Any
+
+import numpy as np
+
+from edgeclf.bench_models import Opened, open_predictor
+from edgeclf.errors import DeviceError, ModelError
+
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+_NVIDIA_SMI_TIMEOUT = 10
+
+
+def is_gpu_provider(provider: str | None) -> bool:
+    return bool(provider) and any(p in str(provider) for p in GPU_PROVIDERS)
+
+
+def _nvidia_smi(*args: str) -> list[str] | None:
+    try:
+        out = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True,
+                             timeout=_NVIDIA_SMI_TIMEOUT)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
+
+
+def gpu_names() -> list[dict]:
+    """Name, memory and driver of each NVIDIA GPU (empty without nvidia-smi or a GPU)."""
+    lines = _nvidia_smi("--query-gpu=name,memory.total,driver_version",
+                        "--format=csv,noheader,nounits") or []
+    gpus = []
+    for ln in lines:
+        parts = [p.strip() for p in ln.split(",")]
+        if len(parts) == 3:
+            gpus.append({"name": parts[0], "memory_mib": _num(parts[1]), "driver": parts[2]})
+    return gpus
+
+
+def _num(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def require_gpu() -> list[str]:
+    """The GPU providers onnxruntime can use here, or a DeviceError that says what is missing."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise DeviceError("--device gpu needs onnxruntime-gpu: pip install onnxruntime-gpu") \
+            from None
+    providers = [p for p in ort.get_available_providers() if p in GPU_PROVIDERS]
+    if not providers:
+        raise DeviceError(
+            f"--device gpu: this onnxruntime ({ort.__version__}) has no GPU execution provider "
+            f"(available: {', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
+            "on a machine with an NVIDIA GPU, or use --device cpu")
+    if not gpu_names():
+        raise DeviceError("--device gpu: onnxruntime-gpu is installed but nvidia-smi finds no "
+                          "GPU on this machine; use --device cpu")
+    return providers
+
+
+def process_gpu_memory_mb(pid: int | None = None) -> float | None:
+    """Device memory held by ``pid`` (this process by default), from nvidia-smi."""
+    pid = os.getpid() if pid is None else pid
+    lines = _nvidia_smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
+    if lines is None:
+        return None
+    total = 0.0
+    for ln in lines:
+        parts = [p.strip() for p in ln.split(",")]
+        if len(parts) == 2 and parts[0] == str(pid):
+            total += _num(parts[1]) or 0.0
+    return total
+
+
+def with_gpu_memory(opened: Opened) -> Opened:
+    opened.gpu_memory_mb = process_gpu_memory_mb      # type: ignore[method-assign]
+    return opened
+
+
+def _io_names(session: Any) -> tuple[str, str, np.dtype]:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"expected one input and one output, got {len(inputs)} and "
+                         f"{len(outputs)}")
+    dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+             "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(inputs[0].type)
+    if dtype is None:
+        raise ModelError(f"unsupported input type {inputs[0].type}")
+    return inputs[0].name, outputs[0].name, np.dtype(dtype)
+
+
+class _Bound:
+    """An input and an output living on the GPU, bound to ``session``."""
+
+    def __init__(self, session: Any, x: np.ndarray, dtype: np.dtype, n_classes: int):
+        import onnxruntime as ort
+
+        in_name, out_name, _ = _io_names(session)
+        self.session = session
+        self.x = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x.astype(dtype)),
+                                                  "cuda", 0)
+        self.y = ort.OrtValue.ortvalue_from_shape_and_type((x.shape[0], n_classes),
+                                                           np.float32, "cuda", 0)
+        self.io = session.io_binding()
+        self.io.bind_ortvalue_input(in_name, self.x)
+        self.io.bind_ortvalue_output(out_name, self.y)
+
+    def __call__(self) -> None:
+        self.session.run_with_iobinding(self.io)
+        self.io.synchronize_outputs()
+
+    def fetch(self) -> np.ndarray:
+        return self.y.numpy()
+
+
+def _n_classes(session: Any, x: np.ndarray, dtype: np.dtype) -> int:
+    dim = session.get_outputs()[0].shape[-1]
+    if isinstance(dim, int):
+        return dim
+    in_name, _, _ = _io_names(session)
+    return int(session.run(None, {in_name: x[:1].astype(dtype)})[0].shape[-1])
+
+
+def open_iobinding(job: dict) -> Opened:
+    """The GPU predictor's own session, timed with device-resident input and output."""
+    if job["device"] != "gpu":
+        raise DeviceError("IO binding is a GPU mode; use --device gpu")
+    opened = open_predictor(job)
+    pred = opened._keep
+    # ``predictor.session`` is the hook asked of the runtime; until it exists, the backend's
+    session = getattr(pred, "session", None) or getattr(getattr(pred, "_backend", None),
+                                                        "session", None)
+    if session is None or not hasattr(session, "io_binding"):
+        raise ModelError("the predictor does not expose its onnxruntime session "
+                         "(predictor.session); IO binding cannot be measured")
+    _, _, dtype = _io_names(session)
+    classes: dict[str, int] = {}
+
+    def bind(x: np.ndarray) -> _Bound:
+        if "n" not in classes:
+            classes["n"] = _n_classes(session, x, dtype)
+        return _Bound(session, x, dtype, classes["n"])
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        b = bind(x)
+        b()
+        return b.fetch()
+
+    out = Opened(provider=opened.provider, size=opened.size, infer=infer,
+                 imported_at=opened.imported_at, keep=pred)
+    out.bind = bind                                   # type: ignore[method-assign]
+    return with_gpu_memory(out)
+
+
+def _cuda_graph_session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(path, so, providers=[
+        ("CUDAExecutionProvider", {"enable_cuda_graph": "1", "device_id": "0"})])
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        raise DeviceError(f"CUDA graph session runs on {session.get_providers()[0]}")
+    return session
+
+
+def open_cuda_graph(job: dict) -> Opened:
+    """A fresh ``enable_cuda_graph`` session per batch size (graphs need fixed shapes)."""
+    if job["device"] != "gpu":
+        raise DeviceError("CUDA graphs are a GPU mode; use --device gpu")
+    require_gpu()
+    import onnxruntime  # noqa: F401
+
+    imported_at = time.perf_counter()
+    first = _cuda_graph_session(job["path"], job["threads"])
+    shape = first.get_inputs()[0].shape
+    if not all(isinstance(d, int) for d in shape[1:3]):
+        raise ModelError(f"CUDA graphs need a fixed image size; input shape is {shape}")
+    _, _, dtype = _io_names(first)
+    sessions = {"first": first}
+
+    def bind(x: np.ndarray) -> _Bound:
+        session = sessions.pop("first", None) or _cuda_graph_session(job["path"],
+                                                                       job["threads"])
+        bound = _Bound(session, x, dtype, _n_classes_static(session))
+        bound()                    # first run captures the graph; later runs replay it
+        return bound
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        b = bind(x)
+        b()
+        return b.fetch()
+
+    out = Opened(provider="CUDAExecutionProvider", size=(shape[1], shape[2]), infer=infer,
+                 imported_at=imported_at, keep=sessions)
+    out.bind = bind                                   # type: ignore[method-assign]
+    return with_gpu_memory(out)
+
+
+def _n_classes_static(session: Any) -> int:
+    dim = session.get_outputs()[0].shape[-1]
+    if not isinstance(dim, int):
+        raise ModelError(f"CUDA graphs need a fixed number of classes; output shape is "
+                         f"{session.get_outputs()[0].shape}")
+    return dim

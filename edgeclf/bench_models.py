@@ -1,0 +1,207 @@
+"""Opening a model for `edgeclf bench`: the predictor, and the baselines it is compared to.
+
+Each opener takes a job (see :mod:`edgeclf.bench_runners`) and returns an :class:`Opened`:
+the provider that really runs, the input size, ``infer(uint8 batch) -> probabilities``,
+and ``imported_at`` (when the libraries were imported, so cold start can leave the import
+out and report it apart). Heavy libraries are imported here, lazily, never at package import.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeclf.errors import DeviceError, ModelError
+
+
+class Opened:
+    """A loaded model, ready to time."""
+
+    def __init__(self, *, provider: str, size: tuple[int, int],
+                 infer: Callable[[np.ndarray], Any], imported_at: float,
+                 preprocess: Callable[[list], Any] | None = None, keep: Any = None):
+        self.provider = provider
+        self.size = (int(size[0]), int(size[1]))
+        self.infer = infer
+        self.imported_at = imported_at
+        self.preprocess = preprocess
+        self._keep = keep            # whatever must stay alive (session, model, interpreter)
+
+    def bind(self, x: np.ndarray) -> Callable[[], Any]:
+        """The zero-argument call that is timed for batch ``x``."""
+        return lambda: self.infer(x)
+
+    def gpu_memory_mb(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        self._keep = None
+
+
+def _import_backend(fmt: str) -> None:
+    if fmt == "onnx":
+        import onnxruntime  # noqa: F401
+    else:
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError:
+            import tensorflow  # noqa: F401
+
+
+def open_predictor(job: dict) -> Opened:
+    """The artifact through :class:`edgeclf.runtime.Predictor`, exactly as users embed it."""
+    _import_backend(job["format"])
+    from edgeclf.runtime import Predictor
+    from edgeclf.runtime.metadata import read_labels_file
+
+    imported_at = time.perf_counter()
+    labels = read_labels_file(job["labels"]) if job.get("labels") else None
+    if job.get("source"):      # a manifest artifact: resolved (and hash-checked) as users do
+        pred = Predictor.from_path(job["source"], device=job["device"],
+                                   threads=job["threads"], labels=labels,
+                                   format=job["format"], quantization=job["quantization"])
+    else:
+        pred = Predictor.from_path(job["path"], device=job["device"], threads=job["threads"],
+                                   labels=labels)
+    if job["device"] == "gpu":
+        from edgeclf.bench_gpu import is_gpu_provider
+
+        if not is_gpu_provider(pred.provider):
+            raise DeviceError(f"a GPU run was requested but the predictor runs on "
+                              f"{pred.provider}")
+    opened = Opened(provider=pred.provider, size=pred.contract.size, infer=pred.run,
+                    imported_at=imported_at, preprocess=pred.preprocess, keep=pred)
+    if job["device"] == "gpu":
+        from edgeclf.bench_gpu import with_gpu_memory
+
+        with_gpu_memory(opened)
+    return opened
+
+
+def _tensorflow(threads: int) -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.set_visible_devices([], "GPU")   # the TF baselines are CPU figures
+    return tf
+
+
+def _load_checkpoint(path: str) -> Any:
+    try:
+        from edgeclf.train import load_checkpoint
+    except ImportError:
+        import keras
+
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    return load_checkpoint(path)
+
+
+def open_keras(job: dict, *, direct: bool) -> Opened:
+    """The checkpoint in Keras: ``model.predict`` or a direct ``model(x)`` call."""
+    if job["device"] != "cpu":
+        raise DeviceError("the Keras baselines are CPU figures in edgeclf bench")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if os.environ["KERAS_BACKEND"] == "tensorflow":
+        _tensorflow(job["threads"])
+    import keras
+
+    imported_at = time.perf_counter()
+    model = _load_checkpoint(job["path"])
+    size = tuple(model.input_shape[1:3])
+    if direct:
+        def infer(x: np.ndarray) -> np.ndarray:
+            return np.asarray(model(x.astype(np.float32), training=False))
+    else:
+        def infer(x: np.ndarray) -> np.ndarray:
+            return model.predict(x.astype(np.float32), batch_size=len(x), verbose=0)
+    return Opened(provider=f"keras-{keras.backend.backend()}-cpu", size=size, infer=infer,
+                  imported_at=imported_at, keep=model)
+
+
+def open_savedmodel(job: dict) -> Opened:
+    """The exported SavedModel through TensorFlow (``serving_default`` signature)."""
+    if job["device"] != "cpu":
+        raise DeviceError("the SavedModel baseline is a CPU figure in edgeclf bench")
+    tf = _tensorflow(job["threads"])
+    imported_at = time.perf_counter()
+    loaded = tf.saved_model.load(job["path"])
+    if "serving_default" not in loaded.signatures:
+        raise ModelError(f"{job['path']}: SavedModel has no serving_default signature")
+    fn = loaded.signatures["serving_default"]
+    specs = fn.structured_input_signature[1]
+    if len(specs) != 1:
+        raise ModelError(f"{job['path']}: expected one input, got {sorted(specs)}")
+    name, spec = next(iter(specs.items()))
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        out = fn(**{name: tf.constant(x, dtype=spec.dtype)})
+        return next(iter(out.values())).numpy()
+
+    return Opened(provider="tensorflow-cpu", size=tuple(spec.shape[1:3]), infer=infer,
+                  imported_at=imported_at, keep=(loaded, fn))
+
+
+def _interpreter_class() -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter
+
+
+def open_tflite_xnnpack(job: dict) -> Opened:
+    """A bare LiteRT interpreter (default delegates: XNNPACK) on the .tflite file."""
+    if job["device"] != "cpu":
+        raise DeviceError("TFLite runs on CPU in edgeclf bench")
+    Interpreter = _interpreter_class()
+    imported_at = time.perf_counter()
+    try:
+        interp = Interpreter(model_path=job["path"], num_threads=job["threads"])
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"{job['path']}: LiteRT cannot load it ({e})") from None
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    state = {"batch": int(inp["shape"][0])}
+    dtype = inp["dtype"]
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        if x.shape[0] != state["batch"]:
+            interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
+            interp.allocate_tensors()
+            state["batch"] = x.shape[0]
+        if dtype == np.int8:
+            x = (x.astype(np.int16) - 128).astype(np.int8)
+        elif dtype != np.uint8:
+            x = x.astype(dtype)
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        return interp.get_tensor(out["index"])
+
+    return Opened(provider="litert-xnnpack-cpu", size=tuple(inp["shape"][1:3]), infer=infer,
+                  imported_at=imported_at, keep=interp)
+
+
+def _gpu_opener(name: str) -> Callable[[dict], Opened]:
+    def opener(job: dict) -> Opened:
+        from edgeclf import bench_gpu
+
+        return getattr(bench_gpu, name)(job)
+    return opener
+
+
+RUNNERS: dict[str, Callable[[dict], Opened]] = {
+    "predictor": open_predictor,
+    "keras-predict": lambda job: open_keras(job, direct=False),
+    "keras-call": lambda job: open_keras(job, direct=True),
+    "savedmodel": open_savedmodel,
+    "tflite-xnnpack": open_tflite_xnnpack,
+    "iobinding": _gpu_opener("open_iobinding"),
+    "cuda-graph": _gpu_opener("open_cuda_graph"),
+}
