@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeclf.errors import DeviceError, ModelError
+from edgeclf.errors import ConfigError, DeviceError, ModelError
 
 
 class Opened:
@@ -85,9 +85,18 @@ def _tensorflow(threads: int) -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    tf.config.set_visible_devices([], "GPU")   # the TF baselines are CPU figures
+    th = tf.config.threading
+    if (th.get_intra_op_parallelism_threads(), th.get_inter_op_parallelism_threads()) \
+            != (threads, 1):
+        try:
+            th.set_intra_op_parallelism_threads(threads)
+            th.set_inter_op_parallelism_threads(1)
+            tf.config.set_visible_devices([], "GPU")   # the TF baselines are CPU figures
+        except RuntimeError:
+            raise ConfigError(
+                f"TensorFlow already runs in this process with "
+                f"{th.get_intra_op_parallelism_threads()} intra-op threads and cannot switch "
+                f"to {threads}: run the bench isolated (the default), not in-process") from None
     return tf
 
 

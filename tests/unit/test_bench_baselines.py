@@ -1,0 +1,77 @@
+"""The baselines of `edgeclf bench` on a tiny Keras model: Keras predict and direct call on
+the checkpoint, the SavedModel through TensorFlow, TFLite through the predictor and through a
+bare LiteRT interpreter (XNNPACK). Structure only; no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from edgeclf.bench import BenchConfig, run_bench
+from edgeclf.runtime.contract import Contract
+from edgeclf.runtime.manifest import sha256_file
+from edgeclf.runtime.metadata import build_metadata, embed_tflite, write_savedmodel_assets
+
+from .test_bench_fixtures import LABELS, SIZE
+
+pytest.importorskip("tensorflow")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def _size(path):
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
+        else path.stat().st_size
+
+
+@pytest.fixture(scope="module")
+def keras_run(tmp_path_factory):
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)   # what the in-process bench asks
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import keras
+
+    run = tmp_path_factory.mktemp("baselines") / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    export = run / "export"
+    contract = Contract(size=(SIZE, SIZE))
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(len(LABELS), activation="softmax")(x))
+    model.save(run / "checkpoints" / "best.keras")
+    model.export(str(export / "saved_model"), format="tf_saved_model", verbose=False)
+    meta = build_metadata(LABELS, contract, version="test")
+    write_savedmodel_assets(export / "saved_model", meta)
+    tfl = tf.lite.TFLiteConverter.from_saved_model(str(export / "saved_model")).convert()
+    (export / "model.tflite").write_bytes(tfl)
+    embed_tflite(export / "model.tflite", meta)
+    artifacts = [{"file": f, "format": fmt, "quantization": "none",
+                  "bytes": _size(export / f), "sha256": sha256_file(export / f)}
+                 for f, fmt in (("saved_model", "savedmodel"), ("model.tflite", "tflite"))]
+    (export / "manifest.json").write_text(json.dumps({"labels": LABELS,
+                                                      "preprocessing": contract.to_dict(),
+                                                      "artifacts": artifacts}))
+    (run / "run.json").write_text(json.dumps({"preprocessing": contract.to_dict()}))
+    (run / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    return run
+
+
+def test_baselines_run_side_by_side(keras_run):
+    cfg = BenchConfig(batch_sizes=(1, 4), threads=(1,), runs=3, warmup=1, isolate=False)
+    rows = run_bench(keras_run, cfg).results
+    by = {(r["artifact"], r["batch_size"]): r for r in rows}
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows if r["error"]]
+    assert {a for a, _ in by} == {"saved_model", "model.tflite", "tflite-xnnpack",
+                                  "keras-predict", "keras-call"}
+    assert by[("saved_model", 1)]["provider"] == "tensorflow-cpu"
+    assert by[("tflite-xnnpack", 4)]["provider"] == "litert-xnnpack-cpu"
+    assert by[("keras-call", 1)]["provider"].startswith("keras-tensorflow")
+    assert by[("model.tflite", 4)]["preprocess_ms"] is not None      # through the predictor
+    assert by[("keras-predict", 4)]["preprocess_ms"] is None           # baselines: inference
+    for r in rows:
+        assert r["speedup_vs"] == "keras-call" and r["speedup"] > 0
+    assert by[("keras-call", 4)]["speedup"] == 1.0
