@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgeclf.errors import EdgeclfError
 
@@ -40,6 +40,16 @@ def read_json_object(path: Path) -> dict | None:
         raise ReportDataError(f"{path.name} holds a JSON {type(data).__name__}, "
                               "expected an object")
     return data
+
+
+def read_tolerant(reader: Callable[[Path], Any], path: Path,
+                  problems: list[str]) -> Any:
+    """``reader(path)``; a :class:`ReportDataError` is appended to ``problems`` (-> None)."""
+    try:
+        return reader(path)
+    except ReportDataError as exc:
+        problems.append(str(exc))
+        return None
 
 
 def pick(d: Any, *names: str, default: Any = None) -> Any:

@@ -8,7 +8,7 @@ from . import plots
 from .context import Context, Section
 from .images import data_uri, png_file_uri, thumbnail_uri
 from .markup import Raw, details, e, img, join, kv_table, not_run, note, problem, table, tag
-from .readers import (as_dict, as_list, fmt, fmt_pct, num, pick, read_json_object)
+from .readers import as_dict, as_list, fmt, fmt_pct, num, pick, read_json_object, read_tolerant
 
 #: At most this many confusions and misclassified thumbnails are shown.
 MAX_CONFUSIONS = 10
@@ -17,15 +17,16 @@ SHOW_ROWS = 25
 
 
 def evaluation(ctx: Context) -> Section:
-    metrics = read_json_object(ctx.paths.metrics)
-    ev = read_json_object(ctx.paths.eval_json)
+    problems: list[str] = []
+    metrics = read_tolerant(read_json_object, ctx.paths.metrics, problems)
+    ev = read_tolerant(read_json_object, ctx.paths.eval_json, problems)
     test = as_dict(pick(metrics, "test"))
-    if not test and ev is None and not ctx.paths.confusion_png.is_file():
+    if not (test or ev or problems or ctx.paths.confusion_png.is_file()):
         return Section("evaluation", "Test metrics", "not-run",
                        join([not_run("edgeclf", "eval", ctx.run_arg)]
                             + ([] if metrics else [note("(after training: "
                                                         "metrics.json is written by train)")])))
-    body: list[Raw] = []
+    body: list[Raw] = [problem(p) for p in problems]
     if test:
         body.append(tag("h3", "Keras checkpoint at the end of training (metrics.json)"))
         body.append(_summary(test))
@@ -42,7 +43,7 @@ def evaluation(ctx: Context) -> Section:
     if ev is not None:
         body.append(_worst(ctx, ev))
         body.append(_misclassified(ctx, ev))
-    status = "done" if ev is not None else "partial"
+    status = "problem" if problems else "done" if ev is not None else "partial"
     if ev is None:
         body.append(not_run("edgeclf", "eval", ctx.run_arg,
                             what="confusions and misclassified images: not run yet"))

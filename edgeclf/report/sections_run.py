@@ -12,7 +12,7 @@ from .context import Context, Section
 from .images import data_uri
 from .markup import Raw, details, e, img, join, kv_table, not_run, note, problem, table, tag
 from .readers import (History, ReportDataError, as_dict, as_list, fmt, fmt_bytes, fmt_pct, num, pick,
-                      read_history, read_json_object)
+                      read_history, read_json_object, read_tolerant)
 
 #: Classes/problem rows shown before the rest is folded away.
 SHOW_ROWS = 25
@@ -120,13 +120,14 @@ def _split_table(split: dict) -> Raw:
 
 
 def training(ctx: Context) -> Section:
-    history = read_history(ctx.paths.history)
-    metrics = read_json_object(ctx.paths.metrics)
-    if history is None and metrics is None:
+    problems: list[str] = []
+    history = read_tolerant(read_history, ctx.paths.history, problems)
+    metrics = read_tolerant(read_json_object, ctx.paths.metrics, problems)
+    if history is None and metrics is None and not problems:
         return Section("training", "Training", "not-run", not_run(*ctx.train_argv()))
-    body: list[Raw] = []
-    status = "done" if metrics is not None else "partial"
-    if metrics is None:
+    body: list[Raw] = [problem(p) for p in problems]
+    status = "problem" if problems else "done" if metrics is not None else "partial"
+    if metrics is None and not problems:
         owner = lock_owner(ctx.paths)
         body.append(note(f"training is running (pid {owner.get('pid')})") if owner else
                     not_run(*ctx.train_argv(), "--resume",

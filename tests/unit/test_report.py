@@ -1,0 +1,168 @@
+"""report.html: every section from a hand-written run, "not run yet" sections, odd files."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from edgeclf.errors import RunError
+from edgeclf.report.html import SECTIONS, refresh_report, render_report, write_report
+from tests.reportrun import make_full_run, make_run_json
+
+
+def _section(html: str, sid: str) -> str:
+    m = re.search(rf'<section id="{sid}" class="sec-([a-z-]+)">(.*?)</section>', html, re.S)
+    assert m, f"section {sid!r} missing"
+    return m.group(1) + "|" + m.group(2)
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory) -> tuple[Path, str]:
+    run = make_full_run(tmp_path_factory.mktemp("report"))
+    path = write_report(run)
+    return run, path.read_text(encoding="utf-8")
+
+
+def test_every_section_present_with_content(full):
+    run, html = full
+    assert (run / "report.html").is_file()
+    assert _section(html, "overview").startswith("done|")
+    dataset = _section(html, "dataset")
+    assert dataset.startswith("done|") and "Validation warnings" in dataset
+    assert "1 file(s) skipped: rose/broken.jpg" in dataset and "Split (seed 0)" in dataset
+    training = _section(html, "training")
+    assert training.startswith("done|") and 'alt="training curves"' in training
+    assert "1 repeated epoch row(s)" in training          # the resumed epoch is de-duplicated
+    assert re.search(r"<td>1</td><td>3</td>.*<td>2</td><td>2</td>", training, re.S)  # phases
+    ev = _section(html, "evaluation")
+    assert 'alt="confusion matrix"' in ev and "Worst confusions" in ev
+    assert ev.count('class="thumb"') >= 4                  # 2 confusions + 2 misclassified
+    assert "1 listed image(s) missing or unreadable: skipped" in ev
+    export = _section(html, "export")
+    assert all(f in export for f in ("model.onnx", "model.int8.onnx", "model.tflite"))
+    assert "0.28×" in export                               # int8 size vs float32
+    parity = _section(html, "parity")
+    assert parity.startswith("problem|") and "91.67%" in parity and "-8.33 pt" in parity
+    assert "1 flipped image(s)" in parity and "FAILED" in parity
+    bench = _section(html, "bench")
+    assert "CPUExecutionProvider" in bench and 'alt="latency plot"' in bench
+    assert "earlier runs in bench.json</th><td>1<" in bench
+    assert "not run yet" not in html
+
+
+def test_user_text_is_escaped(full):
+    _, html = full
+    assert "<b>tulip</b>" not in html
+    assert "&lt;b&gt;tulip&lt;/b&gt; &amp; co" in html
+
+
+def test_self_contained_no_network(full):
+    _, html = full
+    refs = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert refs and all(r.startswith(("data:", "#")) for r in refs), refs
+    assert "<link" not in html and "<script" not in html and "url(" not in html
+
+
+def test_only_run_json_says_not_run_yet(tmp_path):
+    run = tmp_path / "models" / "fresh"
+    make_run_json(run, tmp_path / "data", "fresh")
+    html = render_report(run)
+    for sid, cmd in (("export", f"edgeclf export {run}"), ("parity", f"edgeclf parity {run}"),
+                     ("bench", f"edgeclf bench {run}"), ("evaluation", f"edgeclf eval {run}"),
+                     ("training", f"edgeclf train {tmp_path / 'data'} --name fresh"),
+                     ("dataset", "edgeclf train")):
+        body = _section(html, sid)
+        assert body.startswith("not-run|") and "not run yet" in body, sid
+        assert cmd in body, (sid, body)
+    assert _section(html, "overview").startswith("done|")
+
+
+def test_odd_files_are_reported_in_their_section(tmp_path, caplog):
+    run = make_full_run(tmp_path)
+    (run / "parity.json").write_text("{not json")
+    (run / "export" / "manifest.json").write_text(json.dumps({"artifacts": "model.onnx"}))
+    (run / "metrics.json").write_text(json.dumps([1, 2]))
+    (run / "bench.json").write_text(json.dumps({"runs": ["x", {"results": [{"p50_ms": "?"}]}]}))
+    (run / "history.csv").write_text("")
+    (run / "eval.json").write_text(json.dumps({"confusion_matrix": [[1, 2]], "accuracy": "n/a"}))
+    with caplog.at_level(logging.WARNING):
+        html = write_report(run).read_text()
+    assert "parity.json cannot be read" in _section(html, "parity")
+    assert "lists no artifacts" in _section(html, "export")
+    training = _section(html, "training")
+    assert "metrics.json holds a JSON list" in training and "history.csv has no header row" in training
+    assert "best.keras" in training                        # what could be read is still shown
+    ev = _section(html, "evaluation")
+    assert ev.startswith("problem|") and "metrics.json holds a JSON list" in ev
+    bench = _section(html, "bench")
+    assert "no latency plot" in bench and "<td>?</td>" in bench
+    assert _section(html, "dataset").startswith("done|")   # the rest of the page is intact
+
+
+def test_newer_formats_with_unknown_keys_and_missing_keys(tmp_path):
+    run = make_full_run(tmp_path)
+    parity = json.loads((run / "parity.json").read_text())
+    for a in parity["artifacts"]:
+        a.pop("max_abs_diff")
+        a["future_key"] = {"nested": [1, 2]}
+    parity["schema"] = 7
+    (run / "parity.json").write_text(json.dumps(parity))
+    with open(run / "history.csv", "w") as fh:   # a phase column, and an extra metric
+        fh.write("phase,epoch,loss,val_loss,val_accuracy,lr\nhead,0,1.0,1.1,0.5,0.001\n"
+                 "head,1,0.8,0.9,0.6,0.001\nfinetune,0,0.5,0.6,0.8,0.0001\n")
+    html = render_report(run)
+    assert _section(html, "parity").startswith("problem|")  # passed: false, drawn normally
+    assert "<td>—</td>" in _section(html, "parity")
+    training = _section(html, "training")
+    assert "<td>head</td><td>2</td>" in training and "<td>finetune</td><td>1</td>" in training
+
+
+def test_confusion_png_is_inlined_when_present(tmp_path):
+    run = make_full_run(tmp_path)
+    png = (run / "bench.json").parent / "confusion_matrix.png"
+    from PIL import Image
+
+    Image.new("RGB", (20, 10), (200, 0, 0)).save(png)
+    html = render_report(run)
+    assert base64.b64encode(png.read_bytes()).decode() in _section(html, "evaluation")
+    (run / "bench.png").write_bytes(b"not a png")
+    assert "bench.png not shown: bench.png is not a PNG file" in render_report(run)
+
+
+def test_not_a_run_raises_and_refresh_never_raises(tmp_path, caplog):
+    with pytest.raises(RunError):
+        write_report(tmp_path / "nope")
+    with caplog.at_level(logging.WARNING):
+        assert refresh_report(tmp_path / "nope") is None
+    assert "could not refresh" in caplog.text
+    run = make_full_run(tmp_path)
+    (run / "report.html").mkdir()                        # cannot be replaced by a file
+    assert refresh_report(run) is None
+    assert refresh_report(run.parent / "demo-run") is None
+    assert [p.name for p in run.iterdir() if ".partial" in p.name] == []
+
+
+def test_section_table_matches_page_order(full):
+    _, html = full
+    order = [m for m in re.findall(r'<section id="([a-z]+)"', html)]
+    assert order == [sid for sid, _, _ in SECTIONS]
+
+
+def test_cli_writes_report_and_errors_cleanly(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeclf.cli import app
+
+    run = tmp_path / "models" / "cli-run"
+    make_run_json(run, tmp_path / "data", "cli-run")
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "report.html").is_file()
+    assert str(run / "report.html") in result.output.replace("\n", "")
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
+    assert bad.exit_code == 1 and "Error:" in bad.output
