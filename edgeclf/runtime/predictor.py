@@ -120,8 +120,9 @@ class Predictor:
     """
 
     def __init__(self, backend: Backend, *, labels: list[str], contract: Contract,
-                 path: Path, threads: int | None = None):
+                 path: Path, threads: int | None = None, quantization: str | None = None):
         self._backend = backend
+        self._quantization = quantization
         self.labels = labels
         self.contract = contract
         self.path = Path(path)
@@ -155,7 +156,8 @@ class Predictor:
         log.debug("loaded %s (%s on %s, %d classes)", source.path, source.format,
                   backend.provider, len(resolved_labels))
         return cls(backend, labels=resolved_labels, contract=resolved_contract,
-                   path=source.path, threads=threads)
+                   path=source.path, threads=threads,
+                   quantization=source.entry.get("quantization"))
 
     # -- what runs --------------------------------------------------------------------------
     @property
@@ -175,6 +177,26 @@ class Predictor:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model was built for (batches run in chunks of it), or None."""
+        return self._backend.fixed_batch
+
+    @property
+    def quantization(self) -> str | None:
+        """The manifest's quantization (``none``/``dynamic``/``float16``/``int8``) when loaded
+        from an export; ``int8`` for an integer model file; None when a file cannot tell."""
+        if self._quantization is not None:
+            return self._quantization
+        integer = (np.issubdtype(self.input_dtype, np.integer)
+                   or self._backend.output_is_quantized)
+        return "int8" if integer else None
+
+    @property
+    def session(self) -> Any:
+        """The onnxruntime ``InferenceSession`` (e.g. for IO binding); None for TFLite."""
+        return getattr(self._backend, "session", None)
 
     # -- inference --------------------------------------------------------------------------
     def preprocess(self, images: Any) -> BatchResult:

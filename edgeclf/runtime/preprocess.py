@@ -143,6 +143,9 @@ def resize_to_contract(img: Image.Image, contract: Contract) -> Image.Image:
         else:
             ch = w / target_aspect
             box = (0.0, (h - ch) / 2, float(w), (h + ch) / 2)
+        # float rounding (e.g. 15/(15/13) = 13.000000000000002) must not leave the image:
+        # Pillow refuses a box offset below 0 (found by the fuzz test)
+        box = (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
     if img.size == (tw, th) and box == (0.0, 0.0, float(w), float(h)):
         return img
     return img.resize((tw, th), resample=resample, box=box)

@@ -168,3 +168,10 @@ def test_bad_arrays(arr):
 def test_not_an_image_source(source):
     with pytest.raises(ImageError):
         preprocess(source, SQUARE)
+
+
+def test_crop_box_rounding_stays_inside_the_image():
+    # 15 / (15 / 13) == 13.000000000000002: the crop box once started at y = -1e-15 and
+    # Pillow refused it ("box offset can't be negative"); found by the fuzz test
+    img = Image.fromarray(np.zeros((13, 15, 3), np.uint8))
+    assert preprocess(img, Contract(size=(13, 15), resize="crop")).shape == (13, 15, 3)
