@@ -251,15 +251,17 @@ def run_isolated(job: dict, timeout_s: float) -> list[dict]:
 def add_speedups(rows: list[dict]) -> None:
     """``speedup`` = reference p50 / row p50 at the same device, threads and batch size.
 
-    The reference is the direct Keras call when it ran, else the float32 ONNX predictor.
+    The reference is the direct Keras call when it ran, else the float32 ONNX predictor,
+    else the bare TFLite interpreter.
     """
     def key(r: dict) -> tuple:
         return r["device"], r["threads"], r["batch_size"]
 
     refs: dict[tuple, dict] = {}
-    for name in ("keras-call", "onnx-none"):
+    for name in ("keras-call", "onnx-none", "tflite-xnnpack"):
         for r in rows:
-            label = r["artifact"] if r["format"] == "keras" else f"{r['format']}-{r['quantization']}"
+            label = (r["artifact"] if r["format"] == "keras" or r["runner"] == "tflite-xnnpack"
+                     else f"{r['format']}-{r['quantization']}")
             if (label == name and r.get("mode", "numpy") == "numpy" and r.get("p50_ms")
                     and key(r) not in refs):
                 refs[key(r)] = r

@@ -152,9 +152,7 @@ def open_iobinding(job: dict) -> Opened:
         raise DeviceError("IO binding is a GPU mode; use --device gpu")
     opened = open_predictor(job)
     pred = opened._keep
-    # ``predictor.session`` is the hook asked of the runtime; until it exists, the backend's
-    session = getattr(pred, "session", None) or getattr(getattr(pred, "_backend", None),
-                                                        "session", None)
+    session = getattr(pred, "session", None)
     if session is None or not hasattr(session, "io_binding"):
         raise ModelError("the predictor does not expose its onnxruntime session "
                          "(predictor.session); IO binding cannot be measured")

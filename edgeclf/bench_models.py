@@ -22,8 +22,10 @@ class Opened:
 
     def __init__(self, *, provider: str, size: tuple[int, int],
                  infer: Callable[[np.ndarray], Any], imported_at: float,
-                 preprocess: Callable[[list], Any] | None = None, keep: Any = None):
+                 preprocess: Callable[[list], Any] | None = None, keep: Any = None,
+                 quantization: str | None = None):
         self.provider = provider
+        self.quantization = quantization     # what the model says, for a bare model file
         self.size = (int(size[0]), int(size[1]))
         self.infer = infer
         self.imported_at = imported_at
@@ -73,7 +75,8 @@ def open_predictor(job: dict) -> Opened:
             raise DeviceError(f"a GPU run was requested but the predictor runs on "
                               f"{pred.provider}")
     opened = Opened(provider=pred.provider, size=pred.contract.size, infer=pred.run,
-                    imported_at=imported_at, preprocess=pred.preprocess, keep=pred)
+                    imported_at=imported_at, preprocess=pred.preprocess, keep=pred,
+                    quantization=getattr(pred, "quantization", None))
     if job["device"] == "gpu":
         from edgeclf.bench_gpu import with_gpu_memory
 
@@ -177,10 +180,12 @@ def open_tflite_xnnpack(job: dict) -> Opened:
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"{job['path']}: LiteRT cannot load it ({e})") from None
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    sig = inp.get("shape_signature", inp["shape"])
+    fixed = int(inp["shape"][0]) if int(sig[0]) > 0 else None   # batch baked into the model
     state = {"batch": int(inp["shape"][0])}
     dtype = inp["dtype"]
 
-    def infer(x: np.ndarray) -> np.ndarray:
+    def invoke(x: np.ndarray) -> np.ndarray:
         if x.shape[0] != state["batch"]:
             interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
             interp.allocate_tensors()
@@ -192,6 +197,20 @@ def open_tflite_xnnpack(job: dict) -> Opened:
         interp.set_tensor(inp["index"], x)
         interp.invoke()
         return interp.get_tensor(out["index"])
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        if fixed is None or len(x) == fixed:
+            return invoke(x)
+        # a fixed-batch model (e.g. Coral's) runs a larger batch as fixed-size invocations,
+        # as any caller must (XNNPACK cannot reshape it), like the predictor does
+        parts = []
+        for i in range(0, len(x), fixed):
+            chunk = x[i:i + fixed]
+            if len(chunk) < fixed:
+                chunk = np.concatenate([chunk, np.zeros((fixed - len(chunk), *x.shape[1:]),
+                                                        x.dtype)])
+            parts.append(invoke(chunk)[:len(x) - i].copy())
+        return np.concatenate(parts)
 
     return Opened(provider="litert-xnnpack-cpu", size=tuple(inp["shape"][1:3]), infer=infer,
                   imported_at=imported_at, keep=interp)

@@ -190,6 +190,8 @@ def run_job(job: dict) -> list[dict]:
         row.update(provider=opened.provider, import_ms=round(import_ms, 2),
                    load_ms=round(load_ms, 2), first_run_ms=round(first_ms, 2),
                    cold_start_ms=round(load_ms + first_ms, 2))
+        if row["quantization"] == "unknown" and opened.quantization:
+            row["quantization"] = opened.quantization
         try:
             row.update(_measure(opened, job, b))
         except Exception as e:  # noqa: BLE001

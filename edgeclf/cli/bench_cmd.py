@@ -41,7 +41,7 @@ def result_table(rows: list[dict]) -> object:
     for r in rows:
         if r["status"] != "ok":
             out.append([r["artifact"], r["quantization"], r["device"], "-", r["mode"],
-                        r["threads"], r["batch_size"], f"[red]failed: {r['error']}[/]",
+                        r["threads"], r["batch_size"], "[red]failed[/]",
                         *["" for _ in range(7)]])
             continue
         speed = f"{r['speedup']:.2f}x vs {r['speedup_vs']}" if r.get("speedup") else "-"
@@ -103,6 +103,11 @@ def bench(
         print_json(result.to_entry())
     else:
         console.print(result_table(result.results))
+        errors = {(r["artifact"], r["runner"], r["device"]): r["error"]
+                  for r in result.results if r["status"] != "ok"}
+        for (artifact, runner, dev), error in errors.items():
+            err_console.print(f"[red]failed[/] {artifact} ({runner}, {dev}): {error}",
+                              highlight=False, soft_wrap=True)
         load = result.machine["load_average_start"]
         err_console.print(f"{result.machine['cpu']['model']}, "
                           f"{result.machine['cpu']['usable_cores']} cores, load {load[0]}")
