@@ -72,6 +72,14 @@ def normalise_rows(cm: np.ndarray) -> np.ndarray:
 def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str | Path, *,
                    title: str = "") -> Path:
     """Write the row-normalised, recall-sorted confusion matrix as a PNG (atomically)."""
+    fig = draw_confusion(cm, labels, title=title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return Path(path)
+
+
+def draw_confusion(cm: np.ndarray, labels: Sequence[str], *, title: str = ""):
+    """The matplotlib ``Figure`` (Agg canvas, no pyplot state); its first axes is the matrix."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -108,6 +116,4 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str | Path, *,
     fig.colorbar(im, cax=cax, label="fraction of the true class")
     if title:
         fig.suptitle(title, fontsize=MAX_FONT + 2, y=1 - 0.2 / h, va="top")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    return Path(path)
+    return fig
