@@ -62,7 +62,8 @@ def _history(run: Path) -> None:
         w.writerows(rows)
 
 
-def _evaluation(run: Path, files: dict[str, list[str]]) -> None:
+def _evaluation(run: Path) -> None:
+    """metrics.json (train) and eval.json (edgeclf.evaluate's EvalResult.to_dict shape)."""
     per_class = {c: {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 4}
                  for c in CLASSES}
     test = {"accuracy": 0.8333, "top5": 1.0, "n": 12, "per_class": per_class}
@@ -70,19 +71,16 @@ def _evaluation(run: Path, files: dict[str, list[str]]) -> None:
                                  "train_seconds": 12.5, "images_per_second": 310.0})
     rose, tulip = CLASSES[1], CLASSES[2]
     _dump(run / "eval.json", {
-        "model": "checkpoints/best.keras", "split": "test", "accuracy": 0.8333, "top5": 1.0,
-        "n": 12, "classes": CLASSES, "per_class": per_class,
-        "confusion_matrix": [[4, 0, 0], [0, 3, 1], [0, 1, 3]],
-        "worst_confusions": [{"true": rose, "predicted": tulip, "count": 1,
-                              "files": [files[rose][0]]},
-                             {"true": tulip, "predicted": rose, "count": 1,
-                              "files": [files[tulip][0]]}],
-        "misclassified": [{"file": files[rose][0], "true": rose, "predicted": tulip,
-                           "confidence": 0.61},
-                          {"file": files[tulip][0], "true": tulip, "predicted": rose,
-                           "confidence": 0.55},
-                          {"file": f"{rose}/deleted since training.jpg", "true": rose,
-                           "predicted": tulip, "confidence": 0.5}]})
+        "model": "checkpoints/best.keras", "format": "keras", "quantization": "none",
+        "source": "split:test", "n_images": 12, "n_skipped": 1,
+        "skipped": [{"file": "rose/gone.jpg", "reason": "missing"}],
+        "warnings": ["1 image(s) of the split are missing"],
+        "n": 12, "accuracy": 0.8333, "top5": 1.0, "top_k": 5, "macro_f1": 0.83,
+        "weighted_f1": 0.83,
+        "per_class": [dict(label=c, **v) for c, v in per_class.items()],
+        "worst_confusions": [{"true": rose, "predicted": tulip, "count": 1, "rate": 0.25},
+                             {"true": tulip, "predicted": rose, "count": 1, "rate": 0.25}],
+        "labels": CLASSES, "confusion_matrix": [[4, 0, 0], [0, 3, 1], [0, 1, 3]]})
 
 
 def _deploy(run: Path, files: dict[str, list[str]]) -> None:
@@ -97,8 +95,12 @@ def _deploy(run: Path, files: dict[str, list[str]]) -> None:
         "checkpoint": {"file": "checkpoints/best.keras", "sha256": "f" * 64},
         "artifacts": [{"file": f, "format": fmt, "quantization": q, "bytes": n,
                        "sha256": "a" * 64, "export_seconds": 1.5} for f, fmt, q, n in arts]})
-    flipped = [{"file": files[CLASSES[1]][1], "reference": CLASSES[1], "artifact": CLASSES[2],
-                "reference_confidence": 0.52, "artifact_confidence": 0.49}]
+    flipped = [{"file": files[CLASSES[1]][0], "true": CLASSES[1], "reference": CLASSES[1],
+                "artifact": CLASSES[2], "reference_confidence": 0.52,
+                "artifact_confidence": 0.49},
+               {"file": files[CLASSES[2]][0], "true": CLASSES[2], "reference": CLASSES[1],
+                "artifact": CLASSES[2], "reference_confidence": 0.51,
+                "artifact_confidence": 0.6}]
     _dump(run / "parity.json", {
         "passed": False, "split": "test", "n_images": 12, "reference": {"accuracy": 0.8333},
         "artifacts": [
@@ -107,7 +109,9 @@ def _deploy(run: Path, files: dict[str, list[str]]) -> None:
              "flipped": []},
             {"file": "model.int8.onnx", "format": "onnx", "quantization": "int8",
              "agreement": 0.9167, "max_abs_diff": 0.08, "mean_abs_diff": 0.01,
-             "accuracy": 0.75, "passed": False, "flipped": flipped}]})
+             "accuracy": 0.75, "accuracy_delta": -8.33, "passed": False,
+             "breaches": ["accuracy drop 8.33 pt > 1.0 pt"], "n_flipped": 2,
+             "flipped": flipped}]})
     result = {"format": "onnx", "quantization": "none", "device": "cpu",
               "provider": "CPUExecutionProvider", "threads": 2, "cold_start_ms": 40.0}
     results = [dict(result, artifact=a, batch_size=b, p50_ms=p * b, p90_ms=1.1 * p * b,
@@ -138,6 +142,6 @@ def make_full_run(tmp: Path, name: str = "demo-run") -> Path:
     _history(run)
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "best.keras").write_bytes(b"PK" + b"\0" * 100)
-    _evaluation(run, files)
+    _evaluation(run)
     _deploy(run, files)
     return run

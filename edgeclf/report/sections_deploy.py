@@ -60,10 +60,13 @@ def parity(ctx: Context) -> Section:
     ref = as_dict(pick(data, "reference"))
     ref_acc = num(pick(ref, "accuracy"))
     passed = pick(data, "passed")
-    body = [kv_table([("result", badge(passed if isinstance(passed, bool) else None)),
-                      ("split", pick(data, "split", default="?")),
-                      ("images", fmt(pick(data, "n_images"))),
-                      ("reference (Keras) accuracy", fmt_pct(ref_acc))])]
+    pairs = [("result", badge(passed if isinstance(passed, bool) else None)),
+             ("split", pick(data, "split", default="?")), ("images", fmt(pick(data, "n_images"))),
+             ("reference (Keras) accuracy", fmt_pct(ref_acc))]
+    if num(pick(data, "n_skipped")):
+        pairs.append(("skipped images", f"{fmt(pick(data, 'n_skipped'))} (missing or changed "
+                                        "since the split was made)"))
+    body = [kv_table(pairs)] + [note(f"warning: {w}") for w in as_list(pick(data, "warnings"))]
     artifacts = [a for a in as_list(pick(data, "artifacts")) if isinstance(a, dict)]
     if not artifacts:
         body.append(problem("parity.json lists no artifacts"))
@@ -81,19 +84,23 @@ def parity(ctx: Context) -> Section:
 
 def _parity_row(a: dict, ref_acc: float | None) -> list[Any]:
     acc = num(pick(a, "accuracy"))
-    change = pick(a, "accuracy_change", "accuracy_delta", "delta_accuracy")
-    if num(change) is None and acc is not None and ref_acc is not None:
-        change = acc - ref_acc
+    if acc is not None and ref_acc is not None:
+        change = fmt_points(acc - ref_acc)
+    else:  # parity.py writes accuracy_delta in percentage points
+        delta = num(pick(a, "accuracy_delta", "accuracy_change"))
+        change = "—" if delta is None else f"{delta:+.2f} pt"
     ok = pick(a, "passed")
-    why = pick(a, "breaches", "failures", "reason", "failed")
-    why = "; ".join(map(str, why)) if isinstance(why, list) else (why or "")
+    why = [str(w) for w in as_list(pick(a, "breaches"))] + (
+        [f"error: {pick(a, 'error')}"] if pick(a, "error") else [])
+    why = "; ".join(why)
     result = badge(ok if isinstance(ok, bool) else None)
     if why and ok is False:
         result = join([result, " ", str(why)])
     return [pick(a, "file", default="?"), pick(a, "format", default="?"),
             pick(a, "quantization", default="?"), fmt_pct(pick(a, "agreement")),
             fmt(pick(a, "max_abs_diff"), 3), fmt(pick(a, "mean_abs_diff"), 3),
-            fmt_pct(acc), fmt_points(change), len(as_list(pick(a, "flipped"))), result]
+            fmt_pct(acc), change, fmt(pick(a, "n_flipped", default=len(as_list(pick(a, "flipped"))))),
+            result]
 
 
 def _flipped(file: str, flipped: list, roots: list) -> Raw:
@@ -101,7 +108,8 @@ def _flipped(file: str, flipped: list, roots: list) -> Raw:
     for f in flipped[:MAX_FLIPPED]:
         d = f if isinstance(f, dict) else {"file": f}
         name = str(pick(d, "file", "path", "image", default=""))
-        rows.append([name, pick(d, "reference", "reference_class", "expected", default="?"),
+        rows.append([name, pick(d, "true", default="?"),
+                     pick(d, "reference", "reference_class", "expected", default="?"),
                      fmt(pick(d, "reference_confidence", "reference_prob"), 3),
                      pick(d, "artifact", "artifact_class", "predicted", default="?"),
                      fmt(pick(d, "artifact_confidence", "artifact_prob"), 3)])
@@ -110,7 +118,8 @@ def _flipped(file: str, flipped: list, roots: list) -> Raw:
             thumbs.append(img(uri, name, cls="thumb", title=name))
     more = f" (first {MAX_FLIPPED} shown)" if len(flipped) > MAX_FLIPPED else ""
     body = join([Raw('<div class="gallery">' + "".join(thumbs) + "</div>") if thumbs else "",
-                 table(["image", "reference", "confidence", "artifact", "confidence"], rows)])
+                 table(["image", "true class", "reference", "confidence", "artifact", "confidence"],
+                       rows)])
     return details(f"{file}: {len(flipped)} flipped image(s){more}", body)
 
 
@@ -135,26 +144,46 @@ def bench(ctx: Context) -> Section:
 
 
 def _machine(m: dict) -> str:
-    keys = ("cpu", "cpu_model", "cores", "cpu_count", "gpu", "onnxruntime", "tensorflow",
-            "litert")
-    parts = [f"{k}: {m[k]}" for k in keys if m.get(k) not in (None, "", [])]
-    return "; ".join(parts) or (", ".join(f"{k}: {v}" for k, v in list(m.items())[:6]) or "—")
+    """One line: CPU model and cores, GPUs, the runtime versions (bench_runners.machine_info;
+    flat keys of other writers accepted too)."""
+    cpu = pick(m, "cpu")
+    if isinstance(cpu, dict):
+        cores = pick(cpu, "usable_cores", "logical_cores", "cores")
+        cpu = f"{pick(cpu, 'model', default='?')}" + (f" ({cores} cores)" if cores else "")
+    elif pick(m, "cores", "cpu_count"):
+        cpu = f"{cpu or '?'} ({pick(m, 'cores', 'cpu_count')} cores)"
+    gpus = pick(m, "gpus", "gpu")
+    gpus = ", ".join(map(str, gpus)) if isinstance(gpus, list) else gpus
+    versions = as_dict(pick(m, "versions")) or {k: m.get(k) for k in
+                                                ("onnxruntime", "tensorflow", "litert")}
+    vers = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    parts = [str(p) for p in (cpu, f"GPU: {gpus}" if gpus else None, vers) if p]
+    return "; ".join(parts) or "—"
+
+
+#: (header, key, digits) of the latency table; a column appears when any row has a value.
+BENCH_COLUMNS = [("artifact", "artifact", 0), ("format", "format", 0),
+                 ("quantization", "quantization", 0), ("device", "device", 0),
+                 ("provider", "provider", 0), ("mode", "mode", 0), ("batch", "batch_size", 0),
+                 ("threads", "threads", 0), ("p50 ms", "p50_ms", 3), ("p90 ms", "p90_ms", 3),
+                 ("p99 ms", "p99_ms", 3), ("images/s", "images_per_second", 4),
+                 ("cold start ms", "cold_start_ms", 4), ("peak RSS MB", "peak_rss_mb", 4),
+                 ("speedup", "speedup", 3), ("error", "error", 0)]
 
 
 def _bench_table(results: list[dict]) -> Raw:
-    has_error = any(pick(r, "error") for r in results)
+    cols = [c for c in BENCH_COLUMNS if c[1] in ("artifact", "p50_ms")
+            or any(pick(r, c[1]) not in (None, "") for r in results)]
+    if all(pick(r, "mode") in (None, "numpy") for r in results):
+        cols = [c for c in cols if c[1] != "mode"]
     rows = []
     for r in results:
-        row = [pick(r, "artifact", default="?"), pick(r, "format", default="—"),
-               pick(r, "quantization", default="—"), pick(r, "device", default="?"),
-               pick(r, "provider", default="—"), fmt(pick(r, "batch_size")),
-               fmt(pick(r, "threads")), fmt(pick(r, "p50_ms"), 3), fmt(pick(r, "p90_ms"), 3),
-               fmt(pick(r, "p99_ms"), 3), fmt(pick(r, "images_per_second"), 4),
-               fmt(pick(r, "cold_start_ms"), 4)]
-        rows.append(row + ([pick(r, "error", default="")] if has_error else []))
-    headers = ["artifact", "format", "quantization", "device", "provider", "batch", "threads",
-               "p50 ms", "p90 ms", "p99 ms", "images/s", "cold start ms"]
-    return table(headers + (["error"] if has_error else []), rows, cls="bench")
+        row: list[Any] = [fmt(pick(r, key), d) if d else pick(r, key, default="—")
+                          for _, key, d in cols]
+        if pick(r, "status") == "failed" or pick(r, "error"):
+            row[0] = join([str(row[0]), " ", badge(False, "failed")])
+        rows.append(row)
+    return table([c[0] for c in cols], rows, cls="bench")
 
 
 def _bench_plot(ctx: Context, results: list[dict]) -> Raw:

@@ -8,7 +8,8 @@ from . import plots
 from .context import Context, Section
 from .images import data_uri, png_file_uri, thumbnail_uri
 from .markup import Raw, details, e, img, join, kv_table, not_run, note, problem, table, tag
-from .readers import as_dict, as_list, fmt, fmt_pct, num, pick, read_json_object, read_tolerant
+from .readers import (ReportDataError, as_dict, as_list, fmt, fmt_pct, num, pick,
+                      read_json_object, read_tolerant)
 
 #: At most this many confusions and misclassified thumbnails are shown.
 MAX_CONFUSIONS = 10
@@ -34,15 +35,17 @@ def evaluation(ctx: Context) -> Section:
     elif metrics is not None:
         body.append(problem("metrics.json has no 'test' object"))
     if ev is not None:
-        body.append(tag("h3", f"edgeclf eval: {pick(ev, 'model', 'artifact', 'source', default='model')}"
-                              f" on {pick(ev, 'split', default='?')}"))
+        body.append(tag("h3", f"edgeclf eval: {pick(ev, 'model', 'artifact', default='model')}"
+                              f" on {pick(ev, 'source', 'split', default='?')}"))
         body.append(_summary(ev))
+        body.extend(note(f"warning: {w}") for w in as_list(pick(ev, "warnings")))
         if not test:
             body.append(_per_class(pick(ev, "per_class")))
     body.append(_confusion(ctx, ev))
+    examples = _examples(ctx, ev)
     if ev is not None:
-        body.append(_worst(ctx, ev))
-        body.append(_misclassified(ctx, ev))
+        body.append(_worst(ctx, ev, examples))
+    body.append(_misclassified(ctx, ev, examples))
     status = "problem" if problems else "done" if ev is not None else "partial"
     if ev is None:
         body.append(not_run("edgeclf", "eval", ctx.run_arg,
@@ -51,9 +54,14 @@ def evaluation(ctx: Context) -> Section:
 
 
 def _summary(d: dict) -> Raw:
-    return kv_table([("accuracy", fmt_pct(pick(d, "accuracy"))),
-                     ("top-5 accuracy", fmt_pct(pick(d, "top5", "top_5", "top5_accuracy"))),
-                     ("images", fmt(pick(d, "n", "n_images", "support")))])
+    pairs = [("accuracy", fmt_pct(pick(d, "accuracy"))),
+             ("top-5 accuracy", fmt_pct(pick(d, "top5", "top_5", "top5_accuracy"))),
+             ("macro F1", fmt(pick(d, "macro_f1"), 3)),
+             ("images", fmt(pick(d, "n", "n_images", "support")))]
+    if num(pick(d, "n_skipped")):
+        pairs.append(("skipped images", f"{fmt(pick(d, 'n_skipped'))} (missing or changed "
+                                        "since the split was made)"))
+    return kv_table([(k, v) for k, v in pairs if v != "—"])
 
 
 def _per_class(per_class: Any) -> Raw:
@@ -120,14 +128,40 @@ def _confusion_rows(ctx: Context, ev: dict) -> list[tuple[str, str, Any, list]]:
     return out[:MAX_CONFUSIONS]
 
 
-def _worst(ctx: Context, ev: dict) -> Raw:
+def _examples(ctx: Context, ev: dict | None) -> list[dict]:
+    """Misclassified test images, with where each list came from: ``eval.json``
+    ``misclassified`` when it has one, and the parity flips whose true class is known (an
+    image the reference or an artifact got wrong)."""
+    out = []
+    for it in as_list(pick(ev, "misclassified", "errors", "mistakes")):
+        if isinstance(it, dict) and _file_of(it):
+            out.append({"file": _file_of(it), "true": pick(it, "true", "actual", "label"),
+                        "predicted": pick(it, "predicted", "pred"), "by": "eval",
+                        "confidence": num(pick(it, "confidence", "score", "probability"))})
+    try:
+        parity = read_json_object(ctx.paths.parity) or {}
+    except ReportDataError:
+        parity = {}
+    for art in as_list(pick(parity, "artifacts")):
+        for f in as_list(pick(art, "flipped")):
+            true = pick(f, "true")
+            for who, key in (("Keras", "reference"), (pick(art, "file"), "artifact")):
+                if true is not None and pick(f, key) not in (None, true) and _file_of(f):
+                    out.append({"file": _file_of(f), "true": true, "predicted": pick(f, key),
+                                "by": str(who), "confidence": num(pick(f, f"{key}_confidence"))})
+    return out
+
+
+def _worst(ctx: Context, ev: dict, examples: list[dict]) -> Raw:
     rows = _confusion_rows(ctx, ev)
     if not rows:
         return note("no confusions listed in eval.json")
     roots = ctx.image_roots(pick(ev, "root", "data", "data_dir"))
     table_rows = []
     for true, pred, count, files in rows:
-        thumbs = [_thumb(roots, _file_of(f)) for f in files[:3]]
+        names = [_file_of(f) for f in files] + [x["file"] for x in examples
+                                                if (x["true"], x["predicted"]) == (true, pred)]
+        thumbs = [_thumb(roots, n) for n in dict.fromkeys(names)][:3]
         table_rows.append([true, pred, fmt(count), join(t for t in thumbs if t)])
     return join([tag("h3", "Worst confusions"),
                  table(["true class", "predicted as", "images", "examples"], table_rows)])
@@ -143,28 +177,27 @@ def _thumb(roots: list, name: str) -> Raw | None:
     return img(uri, name, cls="thumb", title=name) if uri else None
 
 
-def _misclassified(ctx: Context, ev: dict) -> Raw:
-    items = [it for it in as_list(pick(ev, "misclassified", "errors", "mistakes"))
-             if isinstance(it, dict)]
-    if not items:
+def _misclassified(ctx: Context, ev: dict | None, examples: list[dict]) -> Raw:
+    if not examples:
         return Raw("")
     roots = ctx.image_roots(pick(ev, "root", "data", "data_dir"))
     cards, missing = [], 0
-    for it in items:
+    for it in examples:
         if len(cards) >= MAX_THUMBS:
             break
-        name = _file_of(it)
-        thumb = _thumb(roots, name)
+        thumb = _thumb(roots, it["file"])
         if thumb is None:
             missing += 1
             continue
-        conf = num(pick(it, "confidence", "score", "probability"))
-        caption = (f"{pick(it, 'true', 'actual', 'label', default='?')} → "
-                   f"{pick(it, 'predicted', 'pred', default='?')}"
+        conf = it["confidence"]
+        caption = (f"{it['true'] if it['true'] is not None else '?'} → "
+                   f"{it['predicted'] if it['predicted'] is not None else '?'}"
                    + (f" ({conf:.0%})" if conf is not None else ""))
+        by = "" if it["by"] == "eval" else f" · by {it['by']}"
         cards.append(Raw(f'<figure>{thumb}<figcaption><b>{e(caption)}</b><br>'
-                         f'<span class="file">{e(name)}</span></figcaption></figure>'))
-    out = [tag("h3", f"Misclassified test images ({len(items)}; a few shown)")]
+                         f'<span class="file">{e(it["file"])}{e(by)}</span></figcaption>'
+                         "</figure>"))
+    out = [tag("h3", f"Misclassified test images ({len(examples)} listed; a few shown)")]
     out.append(Raw('<div class="gallery">' + "".join(cards) + "</div>") if cards else
                note("none of the listed images could be found under the dataset root"))
     if missing:
