@@ -1,0 +1,419 @@
+"""``edgeclf parity``: prove every exported artifact equals the trained model on real images.
+
+The run's held-out images are preprocessed ONCE by the run's contract; the Keras checkpoint
+the artifacts came from (the reference) and every artifact in ``export/manifest.json`` run
+on that same uint8 array, at a batch > 1 and at batch 1. Each artifact is judged against a
+:class:`Budget` for its quantization; the result goes to ``RUN/parity.json`` and a summary
+into each manifest entry's ``"parity"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgeclf.errors import ConfigError, DataError, ModelError, RunError
+from edgeclf.evaluate import ModelRunner, Progress, classification_metrics, open_model
+from edgeclf.fsutil import read_json, write_json
+from edgeclf.run import RunPaths
+from edgeclf.runtime.contract import Contract
+from edgeclf.runtime.manifest import load_manifest, sha256_file, verify_artifact
+from edgeclf.runtime.preprocess import preprocess_batch
+
+__all__ = ["Budget", "DEFAULT_BUDGETS", "parse_budgets", "ImageSet", "Skipped",
+           "load_split_images", "load_folder_images", "ArtifactParity", "ParityResult",
+           "check_parity", "write_parity", "digest_images"]
+
+log = logging.getLogger(__name__)
+
+#: Flipped images listed per artifact in parity.json (the count is always exact).
+MAX_FLIPPED = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """What an artifact must achieve versus the reference; ``None`` = not checked."""
+
+    min_agreement: float | None = None       # fraction of images with the same top-1
+    max_abs_diff: float | None = None        # max |p_artifact - p_reference| over all probs
+    max_accuracy_drop: float | None = None   # accuracy points (0..100) lost vs reference
+    min_batch_agreement: float | None = 1.0  # top-1 equal at batch 1 and at batch > 1
+
+
+DEFAULT_BUDGETS: dict[str, Budget] = {
+    "none": Budget(min_agreement=1.0, max_abs_diff=1e-4),
+    "float16": Budget(min_agreement=0.995),
+    "dynamic": Budget(max_accuracy_drop=1.0),
+    "int8": Budget(max_accuracy_drop=1.0),
+}
+
+
+def parse_budgets(specs: Sequence[str], base: dict[str, Budget] | None = None
+                  ) -> dict[str, Budget]:
+    """Apply ``QUANT.FIELD=VALUE`` overrides (``int8.max_accuracy_drop=2``,
+    ``none.max_abs_diff=1e-3``, ``float16.min_agreement=off``) to the defaults."""
+    out = dict(base or DEFAULT_BUDGETS)
+    names = [f.name for f in fields(Budget)]
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        quant, dot, name = key.strip().partition(".")
+        if not sep or not dot or quant not in out or name not in names:
+            raise ConfigError(f"budget override {spec!r}: expected QUANT.FIELD=VALUE with QUANT "
+                              f"in {sorted(out)} and FIELD in {names}")
+        try:
+            val = None if value.strip().lower() in ("off", "none", "") else float(value)
+        except ValueError:
+            raise ConfigError(f"budget override {spec!r}: {value!r} is not a number "
+                              "(or 'off')") from None
+        out[quant] = replace(out[quant], **{name: val})
+    return out
+
+
+@dataclass(frozen=True)
+class Skipped:
+    file: str
+    reason: str          # missing | changed | unreadable
+    message: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ImageSet:
+    """Labelled images preprocessed once: ``x[i]`` is ``files[i]`` of class ``y[i]``."""
+
+    root: Path
+    files: list[str]
+    y: np.ndarray
+    x: np.ndarray                          # (N, H, W, 3) uint8
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_split_images(run: RunPaths, split: str = "test", *, contract: Contract | None = None,
+                      labels: Sequence[str] | None = None,
+                      max_images: int | None = None) -> ImageSet:
+    """The images of ``split.json``'s ``split``, checked against what training saw.
+
+    A file that is gone, or whose sha256 differs from the one ``split.json`` recorded
+    (``"sha256": {relpath: hex}``), is skipped and reported. Without per-file hashes the
+    dataset fingerprint of ``run.json`` is compared instead (a warning, files unnamed).
+    """
+    if not run.split.is_file():
+        raise RunError(f"{run.root} has no split.json")
+    raw = read_json(run.split)
+    if split not in ("train", "val", "test") or split not in raw:
+        raise ConfigError(f"split must be test, val or train; got {split!r}")
+    run_json = read_json(run.run_json) if run.run_json.is_file() else {}
+    if contract is None:
+        contract = Contract.from_dict(run_json["preprocessing"])
+    labels = list(labels or run.read_labels())
+    root = Path(raw["root"])
+    rel = [str(p) for p in raw[split]]
+    y = _class_indices(rel, labels, where=f"split.json ({split})")
+    rel, y = _select(rel, y, max_images)
+    hashes = raw.get("sha256") if isinstance(raw.get("sha256"), dict) else None
+    skipped: list[Skipped] = []
+    keep: list[int] = []
+    for i, p in enumerate(rel):
+        f = root / p
+        if not f.is_file():
+            skipped.append(Skipped(p, "missing", f"{f} no longer exists"))
+        elif hashes and p in hashes and sha256_file(f) != hashes[p]:
+            skipped.append(Skipped(p, "changed", "content changed since training "
+                                   "(sha256 differs from split.json)"))
+        else:
+            keep.append(i)
+    warnings = [] if hashes else _fingerprint_warning(root, run_json)
+    images = _preprocess(root, [rel[i] for i in keep], y[keep], contract, skipped)
+    images.warnings = warnings + images.warnings
+    return images
+
+
+def load_folder_images(data_dir: str | Path, labels: Sequence[str], contract: Contract, *,
+                       max_images: int | None = None) -> ImageSet:
+    """Images of ``DATA_DIR/<class>/<file>``; class folders must be named as the labels."""
+    from edgeclf.data.scan import scan_dataset
+
+    ds = scan_dataset(data_dir)
+    unknown = [c for c in ds.classes if c not in labels]
+    if unknown:
+        raise DataError(f"{data_dir}: class folder(s) {unknown[:10]} are not among the "
+                        f"model's {len(labels)} labels ({', '.join(list(labels)[:10])}...)")
+    rel = [it.relpath for it in ds.items]
+    rel, y = _select(rel, _class_indices(rel, labels, where=str(data_dir)), max_images)
+    skipped = [Skipped(p.relpath, p.kind, p.message) for p in ds.problems]
+    return _preprocess(ds.root, rel, y, contract, skipped)
+
+
+def _class_indices(rel: list[str], labels: Sequence[str], *, where: str) -> np.ndarray:
+    index = {c: i for i, c in enumerate(labels)}
+    bad = sorted({p.split("/", 1)[0] for p in rel} - set(index))
+    if bad:
+        raise DataError(f"{where} has classes {bad[:10]} that the model's labels lack")
+    return np.array([index[p.split("/", 1)[0]] for p in rel], dtype=np.int64)
+
+
+def _select(rel: list[str], y: np.ndarray, max_images: int | None) -> tuple[list[str], np.ndarray]:
+    """At most ``max_images``, taken round-robin over classes (stable, class-balanced)."""
+    if max_images is None or max_images >= len(rel):
+        return rel, y
+    if max_images < 1:
+        raise ConfigError(f"--max-images must be >= 1, got {max_images}")
+    rank = np.zeros(len(rel), np.int64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rank[idx] = np.arange(len(idx))
+    order = sorted(np.argsort(rank * (y.max() + 1) + y, kind="stable")[:max_images])
+    return [rel[i] for i in order], y[order]
+
+
+def _fingerprint_warning(root: Path, run_json: dict) -> list[str]:
+    expected = (run_json.get("dataset") or {}).get("fingerprint")
+    if not expected or not root.is_dir():
+        return []
+    from edgeclf.data.scan import scan_dataset
+
+    if scan_dataset(root).fingerprint == expected:
+        return []
+    return [f"the dataset {root} changed since training (its fingerprint differs from "
+            "run.json) and split.json records no per-file hashes, so changed files cannot "
+            "be named; they are evaluated as they are now"]
+
+
+def _preprocess(root: Path, rel: list[str], y: np.ndarray, contract: Contract,
+                skipped: list[Skipped]) -> ImageSet:
+    batch = preprocess_batch([root / p for p in rel], contract)
+    for i, err in batch.errors:
+        skipped.append(Skipped(rel[i], "unreadable", str(err)))
+    files = [rel[i] for i in batch.ok]
+    if not files:
+        raise DataError(f"no usable image left under {root} ({len(skipped)} skipped: "
+                        + ", ".join(f"{s.file} ({s.reason})" for s in skipped[:5]) + ")")
+    if skipped:
+        log.warning("%d image(s) skipped: %s", len(skipped),
+                    ", ".join(f"{s.file} ({s.reason})" for s in skipped[:10]))
+    return ImageSet(root=root, files=files, y=y[batch.ok], x=batch.array, skipped=skipped)
+
+
+@dataclass
+class ArtifactParity:
+    file: str
+    format: str
+    quantization: str
+    budget: Budget
+    passed: bool = False
+    breaches: list[str] = field(default_factory=list)
+    error: str | None = None
+    agreement: float | None = None
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    accuracy: float | None = None
+    top5: float | None = None
+    accuracy_delta: float | None = None     # points, artifact - reference
+    n_flipped: int = 0
+    flipped: list[dict] = field(default_factory=list)
+    batch: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["budget"] = asdict(self.budget)
+        return d
+
+    def summary(self, split: str, n_images: int) -> dict:
+        """What goes into the manifest entry's ``"parity"``."""
+        keys = ("passed", "breaches", "error", "agreement", "max_abs_diff", "accuracy",
+                "accuracy_delta", "n_flipped")
+        return {"split": split, "n_images": n_images,
+                "checked": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                **{k: getattr(self, k) for k in keys}}
+
+
+@dataclass
+class ParityResult:
+    passed: bool
+    split: str
+    n_images: int
+    reference: dict
+    artifacts: list[ArtifactParity]
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    batch_size: int = 0
+    images_sha256: str = ""
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "split": self.split, "n_images": self.n_images,
+                "images_sha256": self.images_sha256,
+                "n_skipped": len(self.skipped), "skipped": [s.to_dict() for s in self.skipped],
+                "warnings": self.warnings, "batch_sizes": [1, self.batch_size],
+                "reference": self.reference,
+                "artifacts": [a.to_dict() for a in self.artifacts]}
+
+    @property
+    def failed(self) -> list[ArtifactParity]:
+        return [a for a in self.artifacts if not a.passed]
+
+
+def check_parity(run: str | Path, *, split: str = "test", max_images: int | None = None,
+                 formats: Sequence[str] | None = None, budgets: dict[str, Budget] | None = None,
+                 batch_size: int = 16, progress: Progress | None = None,
+                 write: bool = True) -> ParityResult:
+    """Run the reference and every (selected) manifest artifact on ``split``; judge each."""
+    paths = RunPaths(Path(run)).require()
+    if batch_size < 2:
+        raise ConfigError(f"batch_size must be > 1 (batch 1 is always checked too); "
+                          f"got {batch_size}")
+    budgets = budgets or DEFAULT_BUDGETS
+    manifest = load_manifest(paths.export_dir)
+    labels = list(manifest.get("labels") or paths.read_labels())
+    contract = Contract.from_dict(read_json(paths.run_json)["preprocessing"])
+    entries = [e for e in manifest["artifacts"] if not formats or e.get("format") in formats]
+    if not entries:
+        raise ConfigError(f"no artifact of format(s) {list(formats or [])} in {paths.manifest}")
+    images = load_split_images(paths, split, contract=contract, labels=labels,
+                               max_images=max_images)
+    ckpt = _reference_checkpoint(paths, manifest)
+    reference = open_model(ckpt, labels=labels, contract=contract)
+    ref_probs = reference.predict(images.x, batch_size=batch_size,
+                                  progress=_stage(progress, "reference (Keras)"))
+    ref = classification_metrics(images.y, ref_probs, labels)
+    rows = [_check_artifact(e, paths.export_dir, images, ref_probs, ref.accuracy, labels,
+                            contract, budgets, batch_size, progress) for e in entries]
+    result = ParityResult(
+        passed=all(r.passed for r in rows), split=split, n_images=len(images.files),
+        reference={"file": str(ckpt), "sha256": sha256_file(ckpt), "accuracy": ref.accuracy,
+                   "top5": ref.top5, "macro_f1": ref.macro_f1},
+        artifacts=rows, skipped=images.skipped, warnings=images.warnings,
+        batch_size=batch_size, images_sha256=digest_images(images))
+    if write:
+        write_parity(result, paths)
+    return result
+
+
+def _stage(progress: Progress | None, name: str):
+    return (lambda d, t: progress(name, d, t)) if progress else None
+
+
+def _reference_checkpoint(paths: RunPaths, manifest: dict) -> Path:
+    """The checkpoint the artifacts were exported from (its sha256 must still match)."""
+    entry = manifest.get("checkpoint") or {}
+    if not entry.get("file"):
+        paths.require(checkpoint=True)
+        return paths.best if paths.best.is_file() else paths.last
+    cands = [Path(entry["file"]), paths.root / entry["file"], paths.export_dir / entry["file"]]
+    ckpt = next((c for c in cands if c.is_file()), None)
+    if ckpt is None:
+        raise RunError(f"the checkpoint the artifacts came from ({entry['file']}) is gone")
+    if entry.get("sha256") and sha256_file(ckpt) != entry["sha256"]:
+        raise RunError(f"{ckpt} changed since export (sha256 differs from the manifest): "
+                       "the artifacts no longer come from it; re-export the run")
+    return ckpt
+
+
+def _check_artifact(entry: dict, export_dir: Path, images: ImageSet, ref_probs: np.ndarray,
+                    ref_accuracy: float, labels: list[str], contract: Contract,
+                    budgets: dict[str, Budget], batch_size: int,
+                    progress: Progress | None) -> ArtifactParity:
+    quant = entry.get("quantization", "none")
+    row = ArtifactParity(file=str(entry.get("file")), format=str(entry.get("format")),
+                         quantization=quant, budget=budgets.get(quant, Budget()))
+    t0 = time.perf_counter()
+    try:
+        path = verify_artifact(export_dir, entry)
+    except ModelError as e:
+        row.error = str(e)
+        row.breaches.append("refused: sha256 does not match the manifest")
+        return row
+    try:
+        runner = open_model(path, quantization=quant)
+        _check_metadata(runner, labels, contract)
+        probs = runner.predict(images.x, batch_size=batch_size,
+                               progress=_stage(progress, f"{row.file} (batch {batch_size})"))
+        probs1 = runner.predict(images.x, batch_size=1,
+                                progress=_stage(progress, f"{row.file} (batch 1)"))
+    except Exception as e:  # noqa: BLE001 - one failing artifact must not stop the table
+        log.debug("artifact %s failed", row.file, exc_info=True)
+        row.error = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"
+        row.breaches.append("error")
+        return row
+    _fill(row, images, ref_probs, probs, probs1, ref_accuracy, labels, runner, batch_size)
+    row.seconds = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def _check_metadata(runner: ModelRunner, labels: list[str], contract: Contract) -> None:
+    if len(runner.labels) != len(labels):
+        raise ModelError(f"{runner.path.name} has {len(runner.labels)} labels but the run has "
+                         f"{len(labels)} classes")
+    if list(runner.labels) != list(labels):
+        raise ModelError(f"{runner.path.name}: its embedded labels differ from the run's "
+                         f"(first: {runner.labels[:3]} vs {labels[:3]})")
+    if runner.contract != contract:
+        raise ModelError(f"{runner.path.name}: its embedded preprocessing contract "
+                         f"{runner.contract.to_dict()} differs from the run's "
+                         f"{contract.to_dict()}")
+
+
+def _fill(row: ArtifactParity, images: ImageSet, ref_probs: np.ndarray, probs: np.ndarray,
+          probs1: np.ndarray, ref_accuracy: float, labels: list[str], runner: ModelRunner,
+          batch_size: int) -> None:
+    m = classification_metrics(images.y, probs, labels)
+    ref_top, top = ref_probs.argmax(1), probs.argmax(1)
+    diff = np.abs(probs - ref_probs)
+    row.agreement = float((ref_top == top).mean())
+    row.max_abs_diff, row.mean_abs_diff = float(diff.max()), float(diff.mean())
+    row.accuracy, row.top5 = m.accuracy, m.top5
+    row.accuracy_delta = round((m.accuracy - ref_accuracy) * 100, 6)
+    flips = np.flatnonzero(ref_top != top)
+    row.n_flipped = int(flips.size)
+    row.flipped = [{"file": images.files[i], "true": labels[images.y[i]],
+                    "reference": labels[ref_top[i]], "artifact": labels[top[i]],
+                    "reference_confidence": float(ref_probs[i, ref_top[i]]),
+                    "artifact_confidence": float(probs[i, top[i]])}
+                   for i in flips[:MAX_FLIPPED]]
+    row.batch = {"sizes": [1, min(batch_size, len(images.x))], "mode": runner.batch_mode,
+                 "agreement": float((probs1.argmax(1) == top).mean()),
+                 "max_abs_diff": float(np.abs(probs1 - probs).max())}
+    row.breaches = _breaches(row)
+    row.passed = not row.breaches
+
+
+def _breaches(row: ArtifactParity) -> list[str]:
+    b, out = row.budget, []
+    if b.min_agreement is not None and row.agreement < b.min_agreement:
+        out.append(f"agreement {row.agreement:.2%} < {b.min_agreement:.2%}")
+    if b.max_abs_diff is not None and row.max_abs_diff > b.max_abs_diff:
+        out.append(f"max prob diff {row.max_abs_diff:.2e} > {b.max_abs_diff:.0e}")
+    if b.max_accuracy_drop is not None and -row.accuracy_delta > b.max_accuracy_drop:
+        out.append(f"accuracy drop {-row.accuracy_delta:.2f} pt > {b.max_accuracy_drop:g} pt")
+    if b.min_batch_agreement is not None and row.batch["agreement"] < b.min_batch_agreement:
+        out.append(f"batch 1 vs batch >1 top-1 agreement {row.batch['agreement']:.2%} "
+                   f"< {b.min_batch_agreement:.2%}")
+    return out
+
+
+def write_parity(result: ParityResult, paths: RunPaths) -> Path:
+    """Write ``parity.json`` and each checked manifest entry's ``"parity"`` summary
+    (the manifest is rewritten atomically; the artifacts and their hashes are untouched)."""
+    out = write_json(paths.parity, result.to_dict())
+    raw = read_json(paths.manifest)
+    by_file = {a.file: a for a in result.artifacts}
+    for entry in raw.get("artifacts", []):
+        if entry.get("file") in by_file:
+            entry["parity"] = by_file[entry["file"]].summary(result.split, result.n_images)
+    write_json(paths.manifest, raw)
+    return out
+
+
+def digest_images(images: ImageSet) -> str:
+    """sha256 of the preprocessed pixels (proves every model saw the same array)."""
+    return hashlib.sha256(np.ascontiguousarray(images.x).tobytes()).hexdigest()
