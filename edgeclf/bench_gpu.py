@@ -84,21 +84,33 @@ def require_gpu() -> list[str]:
 
 
 def process_gpu_memory_mb(pid: int | None = None) -> float | None:
-    """Device memory held by ``pid`` (this process by default), from nvidia-smi."""
+    """Device memory held by ``pid`` (this process by default), from nvidia-smi; None when
+    nvidia-smi does not list it (e.g. inside a container's PID namespace)."""
     pid = os.getpid() if pid is None else pid
     lines = _nvidia_smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
-    if lines is None:
-        return None
-    total = 0.0
-    for ln in lines:
-        parts = [p.strip() for p in ln.split(",")]
-        if len(parts) == 2 and parts[0] == str(pid):
-            total += _num(parts[1]) or 0.0
-    return total
+    mine = [_num(p[1]) or 0.0 for p in (ln.split(",") for ln in lines or [])
+            if len(p) == 2 and p[0].strip() == str(pid)]
+    return sum(mine) if mine else None
 
 
-def with_gpu_memory(opened: Opened) -> Opened:
-    opened.gpu_memory_mb = process_gpu_memory_mb      # type: ignore[method-assign]
+def device_memory_used_mb() -> float | None:
+    """Memory in use on GPU 0 as a whole."""
+    lines = _nvidia_smi("--query-gpu=memory.used", "--format=csv,noheader,nounits")
+    return _num(lines[0]) if lines else None
+
+
+def with_gpu_memory(opened: Opened, baseline_mb: float | None) -> Opened:
+    """Report this process's device memory; where nvidia-smi cannot attribute memory to a
+    process, the growth of GPU 0's used memory since ``baseline_mb`` (taken before the model
+    was loaded)."""
+    def measure() -> float | None:
+        own = process_gpu_memory_mb()
+        if own is not None:
+            return own
+        used = device_memory_used_mb()
+        return None if used is None or baseline_mb is None else round(used - baseline_mb, 1)
+
+    opened.gpu_memory_mb = measure                    # type: ignore[method-assign]
     return opened
 
 
@@ -114,18 +126,26 @@ def _io_names(session: Any) -> tuple[str, str, np.dtype]:
     return inputs[0].name, outputs[0].name, np.dtype(dtype)
 
 
+def _out_dtype(session: Any) -> type:
+    kind = session.get_outputs()[0].type
+    if kind not in ("tensor(float)", "tensor(float16)"):
+        raise ModelError(f"IO binding expects a float output, got {kind}")
+    return np.float16 if kind == "tensor(float16)" else np.float32
+
+
 class _Bound:
     """An input and an output living on the GPU, bound to ``session``."""
 
-    def __init__(self, session: Any, x: np.ndarray, dtype: np.dtype, n_classes: int):
+    def __init__(self, session: Any, x: np.ndarray, dtype: np.dtype, n_classes: int,
+                 device: str = "cuda"):
         import onnxruntime as ort
 
         in_name, out_name, _ = _io_names(session)
         self.session = session
         self.x = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x.astype(dtype)),
-                                                  "cuda", 0)
+                                                  device, 0)
         self.y = ort.OrtValue.ortvalue_from_shape_and_type((x.shape[0], n_classes),
-                                                           np.float32, "cuda", 0)
+                                                           _out_dtype(session), device, 0)
         self.io = session.io_binding()
         self.io.bind_ortvalue_input(in_name, self.x)
         self.io.bind_ortvalue_output(out_name, self.y)
@@ -135,7 +155,7 @@ class _Bound:
         self.io.synchronize_outputs()
 
     def fetch(self) -> np.ndarray:
-        return self.y.numpy()
+        return self.io.copy_outputs_to_cpu()[0]
 
 
 def _n_classes(session: Any, x: np.ndarray, dtype: np.dtype) -> int:
@@ -172,7 +192,8 @@ def open_iobinding(job: dict) -> Opened:
     out = Opened(provider=opened.provider, size=opened.size, infer=infer,
                  imported_at=opened.imported_at, keep=pred)
     out.bind = bind                                   # type: ignore[method-assign]
-    return with_gpu_memory(out)
+    out.gpu_memory_mb = opened.gpu_memory_mb          # type: ignore[method-assign]
+    return out
 
 
 def _cuda_graph_session(path: str, threads: int) -> Any:
@@ -196,6 +217,7 @@ def open_cuda_graph(job: dict) -> Opened:
     import onnxruntime  # noqa: F401
 
     imported_at = time.perf_counter()
+    baseline = device_memory_used_mb()
     first = _cuda_graph_session(job["path"], job["threads"])
     shape = first.get_inputs()[0].shape
     if not all(isinstance(d, int) for d in shape[1:3]):
@@ -218,7 +240,7 @@ def open_cuda_graph(job: dict) -> Opened:
     out = Opened(provider="CUDAExecutionProvider", size=(shape[1], shape[2]), infer=infer,
                  imported_at=imported_at, keep=sessions)
     out.bind = bind                                   # type: ignore[method-assign]
-    return with_gpu_memory(out)
+    return with_gpu_memory(out, baseline)
 
 
 def _n_classes_static(session: Any) -> int:

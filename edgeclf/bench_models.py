@@ -60,6 +60,12 @@ def open_predictor(job: dict) -> Opened:
     from edgeclf.runtime.metadata import read_labels_file
 
     imported_at = time.perf_counter()
+    baseline = None
+    if job["device"] == "gpu":
+        from edgeclf.bench_gpu import device_memory_used_mb
+
+        baseline = device_memory_used_mb()
+        imported_at = time.perf_counter()
     labels = read_labels_file(job["labels"]) if job.get("labels") else None
     if job.get("source"):      # a manifest artifact: resolved (and hash-checked) as users do
         pred = Predictor.from_path(job["source"], device=job["device"],
@@ -80,7 +86,7 @@ def open_predictor(job: dict) -> Opened:
     if job["device"] == "gpu":
         from edgeclf.bench_gpu import with_gpu_memory
 
-        with_gpu_memory(opened)
+        with_gpu_memory(opened, baseline)
     return opened
 
 

@@ -96,6 +96,12 @@ def _latency_panel(ax: Any, rows: list[dict]) -> None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    from matplotlib.ticker import ScalarFormatter
+
+    sizes = sorted({b for pts in series.values() for b, _ in pts})
+    ax.set_xticks(sizes)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("batch size")
     ax.set_ylabel("p50 latency per batch (ms)")
     ax.set_title(f"latency vs batch size (CPU rows at {threads} threads)", fontsize=10)

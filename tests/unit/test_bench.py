@@ -208,3 +208,32 @@ def test_plot_adds_size_vs_accuracy_from_parity(in_process, tiny_run, tmp_path):
     png = plot_bench(in_process, tmp_path / "b.png", parity_json=parity,
                      manifest=tiny_run / "export" / "manifest.json")
     assert png.is_file()
+
+
+def test_io_binding_gives_the_session_outputs(tmp_path):
+    """The IO-binding path of the GPU bench, bound to host memory so it runs anywhere."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(make_onnx(tmp_path / "m.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    _, _, dtype = bench_gpu._io_names(session)
+    bound = bench_gpu._Bound(session, x, dtype, bench_gpu._n_classes(session, x, dtype),
+                             device="cpu")
+    bound()
+    expected = session.run(None, {"image": x.astype(np.float32)})[0]
+    np.testing.assert_allclose(bound.fetch(), expected, rtol=1e-5)
+
+
+def test_gpu_memory_per_process_or_growth_since_load(monkeypatch):
+    import os
+
+    from edgeclf.bench_models import Opened
+
+    answers = {"--query-compute-apps=pid,used_memory": [f"{os.getpid()}, 812", "1, 5"],
+               "--query-gpu=memory.used": ["1500"]}
+    monkeypatch.setattr(bench_gpu, "_nvidia_smi", lambda *a: answers[a[0]])
+    opened = Opened(provider="CUDAExecutionProvider", size=(2, 2), infer=len, imported_at=0.0)
+    assert bench_gpu.with_gpu_memory(opened, 1000.0).gpu_memory_mb() == 812
+    answers["--query-compute-apps=pid,used_memory"] = []      # container: no PIDs listed
+    assert opened.gpu_memory_mb() == 500.0
