@@ -63,31 +63,17 @@ def training_curves(history: History) -> bytes | None:
 
 
 def confusion_matrix(matrix: list[list[Any]], classes: list[str]) -> bytes:
-    """A row-normalised confusion matrix; labels are dropped when there are too many."""
+    """The evaluation stage's confusion-matrix figure (row-normalised, recall-sorted), drawn
+    from a matrix read from JSON. Raises ValueError for a matrix that is not square."""
     import numpy as np
+
+    from .confusion import draw_confusion
 
     m = np.array([[num(v) or 0.0 for v in row] for row in matrix], dtype=float)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
         raise ValueError(f"confusion matrix must be square, got shape {m.shape}")
-    sums = m.sum(axis=1, keepdims=True)
-    norm = np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
-    n = m.shape[0]
-    side = min(12.0, max(4.0, 0.35 * n + 2))
-    fig, (ax,) = _figure(side, side)
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, shrink=0.7, label="fraction of true class")
-    if n <= 40 and len(classes) == n:
-        ax.set_xticks(range(n), [str(c)[:18] for c in classes], rotation=90, fontsize=7)
-        ax.set_yticks(range(n), [str(c)[:18] for c in classes], fontsize=7)
-    if n <= 15:
-        for i in range(n):
-            for j in range(n):
-                if m[i, j]:
-                    ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=8,
-                            color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    return _png(fig)
+    labels = classes if len(classes) == m.shape[0] else [str(i) for i in range(m.shape[0])]
+    return _png(draw_confusion(m, labels))
 
 
 def latency(results: list[dict]) -> bytes | None:
