@@ -22,11 +22,10 @@ def _accuracy(d: Any) -> float | None:
     for k in ACCURACY_KEYS:
         if isinstance(d.get(k), (int, float)):
             return float(d[k])
-    for v in d.values():      # nested: {"test": {"accuracy": ...}} or {"metrics": {...}}
-        if isinstance(v, dict):
-            acc = _accuracy(v)
-            if acc is not None:
-                return acc
+    for k in ("test", "metrics", "parity"):     # nested: {"test": {"accuracy": ...}}
+        acc = _accuracy(d.get(k))
+        if acc is not None:
+            return acc
     return None
 
 
