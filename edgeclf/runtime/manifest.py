@@ -12,7 +12,6 @@ The manifest is a public contract written by ``edgeclf export``::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +22,8 @@ MANIFEST_NAME = "manifest.json"
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """sha256 of a file, or of a directory (its files' relative paths and contents)."""
+    import hashlib  # imported here: the runtime's import time matters (cold start)
+
     path = Path(path)
     h = hashlib.sha256()
     if path.is_dir():

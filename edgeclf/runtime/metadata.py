@@ -12,9 +12,7 @@ Stdlib only, so the runtime can read it without TensorFlow.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 from .contract import Contract
@@ -58,6 +56,9 @@ def from_onnx_props(props: dict[str, str]) -> dict | None:
 
 def embed_tflite(path: str | Path, meta: dict) -> None:
     """Append the metadata zip to a ``.tflite`` file (in place)."""
+    import io
+    import zipfile  # imported here: the runtime's import time matters (cold start)
+
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(SIDECAR, json.dumps(meta, indent=2))
@@ -68,6 +69,8 @@ def embed_tflite(path: str | Path, meta: dict) -> None:
 
 def read_tflite(path: str | Path) -> dict | None:
     """Metadata appended by :func:`embed_tflite`, or None for a plain ``.tflite``."""
+    import zipfile
+
     try:
         if not zipfile.is_zipfile(path):
             return None

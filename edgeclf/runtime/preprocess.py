@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -240,6 +239,8 @@ def preprocess_batch(sources: Sequence[Any] | Iterable[Any], contract: Contract,
     if len(sources) <= 1 or workers <= 1:
         done = [one(i) for i in range(len(sources))]
     else:
+        from concurrent.futures import ThreadPoolExecutor  # only batches need it
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
             done = list(pool.map(one, range(len(sources))))
     for i, err in done:
