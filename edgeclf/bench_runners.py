@@ -129,11 +129,10 @@ def sample_jpegs(n: int, size: tuple[int, int] = SOURCE_IMAGE) -> list[bytes]:
     from PIL import Image
 
     out = []
-    for i, arr in enumerate(sample_batch(min(n, 8), *size, seed=1)):
+    for arr in sample_batch(min(n, 8), *size, seed=1):
         buf = io.BytesIO()
         Image.fromarray(arr).save(buf, "JPEG", quality=90)
         out.append(buf.getvalue())
-        del i
     return [out[i % len(out)] for i in range(n)]
 
 
