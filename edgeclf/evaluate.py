@@ -246,8 +246,13 @@ def _savedmodel_fn(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 def _predictor_fn(path: Path, fmt: str, labels, contract):
     from edgeclf.runtime import Predictor
 
-    pred = Predictor.from_path(path, labels=list(labels) if labels else None,
-                               contract=contract, format=fmt)
+    try:
+        pred = Predictor.from_path(path, labels=list(labels) if labels else None,
+                                   contract=contract, format=fmt)
+    except ModelError as e:
+        if labels or "labels" not in str(e):
+            raise
+        raise ModelError(f"{e} (command line: --labels FILE)") from None
     fixed = pred.fixed_batch
     mode = ("dynamic batch" if not fixed else
             f"fixed batch {fixed}: the runtime runs the batch in chunks of {fixed}"

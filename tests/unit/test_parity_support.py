@@ -65,7 +65,7 @@ def make_exported_run(base: Path, name: str = "tiny", data_dir: Path | None = No
 
     Images: the first ``per_class`` of each class of ``data_dir`` (real data), else a
     generated shapes dataset."""
-    key = f"{base}/{name}"
+    key = f"{name}:{data_dir}"   # one per test session, whichever module asks first
     if key in _CACHE:
         return _CACHE[key]
     import keras
