@@ -2,9 +2,11 @@
 
 Devices: ``"cpu"`` runs ``CPUExecutionProvider``; ``"gpu"`` needs ``CUDAExecutionProvider``
 (``pip install onnxruntime-gpu``) and uses ``TensorrtExecutionProvider`` first where that is
-available too; it raises :class:`DeviceError` when neither is usable, and checks after the
-session is built that a GPU provider really runs (onnxruntime otherwise falls back to CPU
-with only a log line). ``"auto"`` tries the GPU providers and falls back to CPU; the
+available too (fp32, engines cached under ``$EDGECLF_CACHE_DIR/tensorrt`` or
+``~/.cache/edgeclf/tensorrt``; if TensorRT cannot build the session, CUDA alone is used); it
+raises :class:`DeviceError` when no GPU provider is usable, and checks after the session is
+built that a GPU provider really runs (onnxruntime otherwise falls back to CPU with only a
+log line). ``"auto"`` tries the GPU providers and falls back to CPU; the
 provider that really runs is ``OnnxBackend.provider``.
 
 Session options: all graph optimisations, ``intra_op_num_threads = threads`` (None: one per
@@ -40,7 +42,13 @@ def _import_ort():
     return ort
 
 
-def _providers(ort, device: str) -> list[str]:
+def _trt_cache() -> str:
+    root = os.environ.get("EDGECLF_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgeclf")
+    return os.path.join(root, "tensorrt")
+
+
+def _providers(ort, device: str) -> list:
     if device not in DEVICES:
         raise DeviceError(f"device must be one of {DEVICES}, got {device!r}")
     available = ort.get_available_providers()
@@ -51,7 +59,31 @@ def _providers(ort, device: str) -> list[str]:
                           "install onnxruntime-gpu with CUDA, or use device='auto'")
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    return gpu + ["CPUExecutionProvider"]
+    out: list = []
+    if "TensorrtExecutionProvider" in gpu:
+        cache = _trt_cache()
+        os.makedirs(cache, exist_ok=True)
+        out.append(("TensorrtExecutionProvider", {"trt_engine_cache_enable": "True",
+                                                  "trt_engine_cache_path": cache}))
+    if "CUDAExecutionProvider" in gpu:
+        out.append("CUDAExecutionProvider")
+    return out + ["CPUExecutionProvider"]
+
+
+def _name(provider) -> str:
+    return provider[0] if isinstance(provider, tuple) else provider
+
+
+def _create(ort, path: Path, so, providers: list):
+    """An InferenceSession; if TensorRT fails to build it, retry without TensorRT."""
+    try:
+        return ort.InferenceSession(os.fspath(path), so, providers=providers)
+    except Exception:
+        rest = [p for p in providers if _name(p) != "TensorrtExecutionProvider"]
+        if rest == providers:
+            raise
+        log.warning("TensorRT could not build a session for %s; using CUDA", path.name)
+        return ort.InferenceSession(os.fspath(path), so, providers=rest)
 
 
 def _session_options(ort, threads: int | None):
@@ -85,8 +117,7 @@ class OnnxBackend(Backend):
             raise ModelError(f"model file not found: {path}")
         providers = _providers(ort, device)
         try:
-            self.session = ort.InferenceSession(os.fspath(path), _session_options(ort, threads),
-                                                providers=providers)
+            self.session = _create(ort, path, _session_options(ort, threads), providers)
         except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail...)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{path} is not a usable ONNX model: {first}") from None
