@@ -9,6 +9,7 @@ into each manifest entry's ``"parity"``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -22,7 +23,7 @@ import numpy as np
 from edgeclf.errors import ConfigError, DataError, ModelError, RunError
 from edgeclf.evaluate import ModelRunner, Progress, classification_metrics, open_model
 from edgeclf.fsutil import read_json, write_json
-from edgeclf.run import RunPaths
+from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 from edgeclf.runtime.manifest import load_manifest, sha256_file, verify_artifact
 from edgeclf.runtime.preprocess import preprocess_batch
@@ -279,23 +280,27 @@ def check_parity(run: str | Path, *, split: str = "test", max_images: int | None
     entries = [e for e in manifest["artifacts"] if not formats or e.get("format") in formats]
     if not entries:
         raise ConfigError(f"no artifact of format(s) {list(formats or [])} in {paths.manifest}")
-    images = load_split_images(paths, split, contract=contract, labels=labels,
-                               max_images=max_images)
-    ckpt = _reference_checkpoint(paths, manifest)
-    reference = open_model(ckpt, labels=labels, contract=contract)
-    ref_probs = reference.predict(images.x, batch_size=batch_size,
-                                  progress=_stage(progress, "reference (Keras)"))
-    ref = classification_metrics(images.y, ref_probs, labels)
-    rows = [_check_artifact(e, paths.export_dir, images, ref_probs, ref.accuracy, labels,
-                            contract, budgets, batch_size, progress) for e in entries]
-    result = ParityResult(
-        passed=all(r.passed for r in rows), split=split, n_images=len(images.files),
-        reference={"file": str(ckpt), "sha256": sha256_file(ckpt), "accuracy": ref.accuracy,
-                   "top5": ref.top5, "macro_f1": ref.macro_f1},
-        artifacts=rows, skipped=images.skipped, warnings=images.warnings,
-        batch_size=batch_size, images_sha256=digest_images(images))
-    if write:
-        write_parity(result, paths)
+    # held throughout: an export or training run must not change the files under test
+    with run_lock(paths, purpose="parity") if write else contextlib.nullcontext():
+        images = load_split_images(paths, split, contract=contract, labels=labels,
+                                   max_images=max_images)
+        ckpt = _reference_checkpoint(paths, manifest)
+        ref_sha = sha256_file(ckpt)
+        reference = open_model(ckpt, labels=labels, contract=contract)
+        ref_probs = reference.predict(images.x, batch_size=batch_size,
+                                      progress=_stage(progress, "reference (Keras)"))
+        ref = classification_metrics(images.y, ref_probs, labels)
+        rows = [_check_artifact(e, paths.export_dir, images, ref_probs, ref.accuracy, labels,
+                                contract, budgets, batch_size, progress, ref_sha)
+                for e in entries]
+        result = ParityResult(
+            passed=all(r.passed for r in rows), split=split, n_images=len(images.files),
+            reference={"file": str(ckpt), "sha256": ref_sha, "accuracy": ref.accuracy,
+                       "top5": ref.top5, "macro_f1": ref.macro_f1},
+            artifacts=rows, skipped=images.skipped, warnings=images.warnings,
+            batch_size=batch_size, images_sha256=digest_images(images))
+        if write:
+            write_parity(result, paths)
     return result
 
 
@@ -322,7 +327,7 @@ def _reference_checkpoint(paths: RunPaths, manifest: dict) -> Path:
 def _check_artifact(entry: dict, export_dir: Path, images: ImageSet, ref_probs: np.ndarray,
                     ref_accuracy: float, labels: list[str], contract: Contract,
                     budgets: dict[str, Budget], batch_size: int,
-                    progress: Progress | None) -> ArtifactParity:
+                    progress: Progress | None, ref_sha: str) -> ArtifactParity:
     quant = entry.get("quantization", "none")
     row = ArtifactParity(file=str(entry.get("file")), format=str(entry.get("format")),
                          quantization=quant, budget=budgets.get(quant, Budget()))
@@ -332,6 +337,12 @@ def _check_artifact(entry: dict, export_dir: Path, images: ImageSet, ref_probs: 
     except ModelError as e:
         row.error = str(e)
         row.breaches.append("refused: sha256 does not match the manifest")
+        return row
+    source = (entry.get("checkpoint") or {}).get("sha256")
+    if source and source != ref_sha:
+        row.error = (f"exported from another checkpoint (sha256 {source[:12]}...), not the "
+                     f"reference ({ref_sha[:12]}...): re-export it")
+        row.breaches.append("stale: exported from another checkpoint")
         return row
     try:
         runner = open_model(path, quantization=quant)

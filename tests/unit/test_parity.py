@@ -116,6 +116,14 @@ def test_hash_mismatch_is_refused_and_others_still_checked(run, tmp_path):
     assert not result.passed and not refused.passed and "sha256" in refused.error
     assert refused.agreement is None
     assert rest and all(a.passed for a in rest)
+    # an entry exported from another checkpoint than the reference is not compared
+    manifest["artifacts"][0]["sha256"] = sha256_file(mine.paths.export_dir /
+                                                     manifest["artifacts"][0]["file"])
+    manifest["artifacts"][1]["checkpoint"] = {"file": "checkpoints/old.keras",
+                                              "sha256": "a" * 64}
+    mine.paths.manifest.write_text(json.dumps(manifest))
+    first, stale, *_ = check_parity(mine.root).artifacts
+    assert first.passed and not stale.passed and "another checkpoint" in stale.error
 
 
 def test_class_count_mismatch_is_a_clear_error(run, tmp_path):
