@@ -15,7 +15,13 @@ gets a softmax. The rule is applied to the whole batch, never row by row.
 Models without edgeclf metadata (e.g. the Coral/TF-Hub classifiers) need ``labels=`` and use
 the default contract: the model's input size, ``squash`` resize, ``bilinear`` interpolation
 (what TensorFlow's and Coral's classification examples do). A labels list with one more entry
-than the model has outputs whose first entry is ``background`` loses that entry.
+than the model has outputs whose first entry is ``background`` loses that entry. Their
+uint8 input gets the raw pixels and int8 input ``pixel - 128`` (see ``_backend.py``); a float
+model without metadata must take 0..255 RGB like edgeclf's (its normalisation inside).
+
+Errors (all :class:`EdgeclfError`): :class:`ModelError` (missing/corrupt/unsuitable model,
+bad manifest or hash), :class:`ImageError` (an unusable image; also a ``ValueError``),
+:class:`DeviceError` (device unavailable), :class:`DependencyError` (engine not installed).
 """
 
 from __future__ import annotations

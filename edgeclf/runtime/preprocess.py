@@ -51,7 +51,8 @@ def open_image(source: Any, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 fp: Any = io.BytesIO(bytes(source))
             elif isinstance(source, (str, os.PathLike)):
                 if not Path(source).is_file():
-                    raise ImageError("no such file", source)
+                    raise ImageError("no such file" if not Path(source).exists()
+                                     else "not a file", source)
                 fp = os.fspath(source)
             elif hasattr(source, "read"):
                 fp = source

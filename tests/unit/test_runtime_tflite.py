@@ -102,3 +102,20 @@ def test_tflite_devices_and_bad_files(models, tmp_path):
         Predictor.from_path(bad)
     with pytest.raises(ModelError, match="not found"):
         Predictor.from_path(tmp_path / "missing.tflite")
+
+
+def test_tf_lite_fallback_and_install_hint(models, monkeypatch):
+    import importlib.util
+    import sys
+
+    from edgeclf.runtime import DependencyError
+
+    _, d = models
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # LiteRT "absent"
+    p = Predictor.from_path(d / "float.tflite")
+    assert p.provider == "tf.lite-cpu" and p.predict(_images(1))[0].label == "red"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorflow" else real_find_spec(name, *a))
+    with pytest.raises(DependencyError, match="pip install ai-edge-litert"):
+        Predictor.from_path(d / "float.tflite")
