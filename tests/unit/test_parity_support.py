@@ -150,10 +150,12 @@ def copy_run(run: ExportedRun, dest: Path, *, data: bool = False) -> ExportedRun
     ``data`` the images too, and the copy's split.json points at them."""
     shutil.copytree(run.root, dest / run.root.name)
     paths, data_dir = RunPaths(dest / run.root.name), run.data_dir
-    if data:
+    if data:   # only the images the split lists
         data_dir = dest / "data"
-        shutil.copytree(run.data_dir, data_dir)
         split = json.loads(paths.split.read_text())
+        for rel in split["train"] + split["val"] + split["test"]:
+            (data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run.data_dir / rel, data_dir / rel)
         split["root"] = str(data_dir)
         paths.split.write_text(json.dumps(split))
     return ExportedRun(paths=paths, classes=run.classes, contract=run.contract,
