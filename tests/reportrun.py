@@ -49,16 +49,16 @@ def make_run_json(run: Path, data: Path, name: str = "demo-run") -> None:
 
 
 def _history(run: Path) -> None:
-    """Epochs restart at 0 in phase 2 (no phase column); epoch 1 of phase 1 is repeated,
-    as after a resume."""
-    rows = [(e, 1.2 - 0.2 * e, 0.5 + 0.1 * e, 1.3 - 0.2 * e, 0.45 + 0.1 * e)
+    """As edgeclf.train writes it: global epoch numbers, a phase column, lr nan in phase 1
+    (linear probe on cached features)."""
+    rows = [(e + 1, 1, 1.2 - 0.2 * e, 0.5 + 0.1 * e, 1.3 - 0.2 * e, 0.45 + 0.1 * e, "nan", 2.0)
             for e in range(EPOCHS[0])]
-    rows.insert(2, rows[1])
-    rows += [(e, 0.5 - 0.1 * e, 0.85 + 0.05 * e, 0.6 - 0.1 * e, 0.8 + 0.04 * e)
-             for e in range(EPOCHS[1])]
+    rows += [(EPOCHS[0] + e + 1, 2, 0.5 - 0.1 * e, 0.85 + 0.05 * e, 0.6 - 0.1 * e,
+              0.8 + 0.04 * e, 1e-4, 9.5) for e in range(EPOCHS[1])]
     with open(run / "history.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["epoch", "loss", "accuracy", "val_loss", "val_accuracy"])
+        w.writerow(["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
+                    "seconds"])
         w.writerows(rows)
 
 
@@ -68,7 +68,9 @@ def _evaluation(run: Path) -> None:
                  for c in CLASSES}
     test = {"accuracy": 0.8333, "top5": 1.0, "n": 12, "per_class": per_class}
     _dump(run / "metrics.json", {"test": test, "val": {"accuracy": 0.84, "n": 12},
-                                 "train_seconds": 12.5, "images_per_second": 310.0})
+                                 "train_seconds": 12.5, "images_per_second": 310.0,
+                                 "best_epoch": 5, "best_phase": 2, "phase1_val_accuracy": 0.65,
+                                 "phase2_val_accuracy": 0.84})
     rose, tulip = CLASSES[1], CLASSES[2]
     _dump(run / "eval.json", {
         "model": "checkpoints/best.keras", "format": "keras", "quantization": "none",

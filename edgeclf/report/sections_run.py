@@ -136,13 +136,25 @@ def training(ctx: Context) -> Section:
         body.append(_curves(history))
         body.append(_phase_table(history))
     if metrics is not None:
-        pairs = [("training time", f"{fmt(pick(metrics, 'train_seconds'), 4)} s"),
-                 ("throughput", f"{fmt(pick(metrics, 'images_per_second'), 4)} images/s"),
-                 ("validation accuracy",
-                  fmt_pct(pick(as_dict(pick(metrics, "val")), "accuracy")))]
-        body.append(kv_table(pairs))
+        body.append(_train_summary(metrics))
     body.append(_checkpoints(ctx))
     return Section("training", "Training", status, join(body))
+
+
+def _train_summary(metrics: dict) -> Raw:
+    best_epoch, best_phase = pick(metrics, "best_epoch"), pick(metrics, "best_phase")
+    pairs = [("training time", f"{fmt(pick(metrics, 'train_seconds'), 4)} s"),
+             ("throughput", f"{fmt(pick(metrics, 'images_per_second'), 4)} images/s"),
+             ("best checkpoint", f"epoch {best_epoch}" + (f" (phase {best_phase})"
+                                                          if best_phase else "")
+              if best_epoch is not None else "—"),
+             ("validation accuracy (best)",
+              fmt_pct(pick(as_dict(pick(metrics, "val")), "accuracy"))),
+             ("phase 1 / phase 2 validation accuracy",
+              f"{fmt_pct(pick(metrics, 'phase1_val_accuracy'))} / "
+              f"{fmt_pct(pick(metrics, 'phase2_val_accuracy'))}")]
+    return kv_table([(k, v) for k, v in pairs if v not in ("—", "— / —", "— s",
+                                                           "— images/s")])
 
 
 def _curves(history: History) -> Raw:
@@ -161,17 +173,17 @@ def _curves(history: History) -> Raw:
 
 def _phase_table(history: History) -> Raw:
     acc = history.series("val_accuracy", "val_acc", "val_sparse_categorical_accuracy")
-    loss = history.series("loss")
+    loss, secs = history.series("loss"), history.series("seconds")
     rows = []
     for phase in dict.fromkeys(history.phases):
         idx = [i for i, p in enumerate(history.phases) if p == phase]
         best = max((i for i in idx if acc[i] is not None), key=lambda i: acc[i], default=None)
-        rows.append([phase, len(idx),
-                     fmt_pct(acc[best]) if best is not None else "—",
-                     best + 1 if best is not None else "—",
-                     fmt(loss[idx[-1]], 4)])
-    return table(["phase", "epochs", "best val accuracy", "at epoch", "last train loss"],
-                 rows, cls="narrow")
+        at = "—" if best is None else history.rows[best].get("epoch") or best + 1
+        took = [secs[i] for i in idx if secs[i] is not None]
+        rows.append([phase, len(idx), fmt_pct(acc[best]) if best is not None else "—", at,
+                     fmt(loss[idx[-1]], 4), f"{sum(took):.1f} s" if took else "—"])
+    return table(["phase", "epochs", "best val accuracy", "at epoch", "last train loss",
+                  "time"], rows, cls="narrow")
 
 
 def _checkpoints(ctx: Context) -> Raw:

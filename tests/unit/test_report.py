@@ -37,8 +37,9 @@ def test_every_section_present_with_content(full):
     assert "1 file(s) skipped: rose/broken.jpg" in dataset and "Split (seed 0)" in dataset
     training = _section(html, "training")
     assert training.startswith("done|") and 'alt="training curves"' in training
-    assert "1 repeated epoch row(s)" in training          # the resumed epoch is de-duplicated
-    assert re.search(r"<td>1</td><td>3</td>.*<td>2</td><td>2</td>", training, re.S)  # phases
+    assert re.search(r"<td>1</td><td>3</td><td>65.00%</td><td>3</td>.*<td>6.0 s</td>.*"
+                     r"<td>2</td><td>2</td><td>84.00%</td><td>5</td>", training, re.S)
+    assert "epoch 5 (phase 2)" in training and "65.00% / 84.00%" in training
     ev = _section(html, "evaluation")
     assert 'alt="confusion matrix"' in ev and "Worst confusions" in ev
     assert "skipped images</th><td>1 (missing" in ev and "macro F1" in ev
@@ -113,7 +114,7 @@ def test_newer_formats_with_unknown_keys_and_missing_keys(tmp_path):
         a["future_key"] = {"nested": [1, 2]}
     parity["schema"] = 7
     (run / "parity.json").write_text(json.dumps(parity))
-    with open(run / "history.csv", "w") as fh:   # a phase column, and an extra metric
+    with open(run / "history.csv", "w") as fh:   # named phases, and an extra metric
         fh.write("phase,epoch,loss,val_loss,val_accuracy,lr\nhead,0,1.0,1.1,0.5,0.001\n"
                  "head,1,0.8,0.9,0.6,0.001\nfinetune,0,0.5,0.6,0.8,0.0001\n")
     html = render_report(run)
@@ -121,6 +122,18 @@ def test_newer_formats_with_unknown_keys_and_missing_keys(tmp_path):
     assert "<td>—</td>" in _section(html, "parity")
     training = _section(html, "training")
     assert "<td>head</td><td>2</td>" in training and "<td>finetune</td><td>1</td>" in training
+
+
+def test_keras_csvlogger_history_phases_from_epoch_reset_and_resume_duplicates(tmp_path):
+    run = make_full_run(tmp_path)
+    with open(run / "history.csv", "w") as fh:   # no phase column; epoch 1 logged twice
+        fh.write("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.2,0.4,1.3\n"
+                 "1,0.6,1.0,0.5,1.1\n1,0.61,0.99,0.52,1.08\n2,0.7,0.8,0.6,0.9\n"
+                 "0,0.8,0.6,0.7,0.7\n1,0.9,0.4,0.75,0.6\n")
+    training = _section(render_report(run), "training")
+    assert "1 repeated epoch row(s)" in training and 'alt="training curves"' in training
+    assert re.search(r"<td>1</td><td>3</td><td>60.00%</td>.*<td>2</td><td>2</td>"
+                     r"<td>75.00%</td>", training, re.S)
 
 
 def test_misclassified_list_in_eval_json_missing_files_skipped(tmp_path):
