@@ -1,0 +1,240 @@
+"""``train(config) -> TrainResult``: one run, from a folder of images to ``models/<name>/``.
+
+Phase 1 trains the head on the frozen backbone (on images, or on cached features with
+``--strategy linear-probe``); phase 2 (``--fine-tune-epochs``) unfreezes the last layers at
+a lower learning rate, BatchNorm kept in inference mode. ``best.keras`` is chosen by
+validation accuracy across both phases; test metrics come from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeclf.errors import RunError
+from edgeclf.fsutil import write_json
+from edgeclf.run import RunPaths, run_lock
+from edgeclf.runtime.contract import Contract
+from edgeclf.weights import weights_id
+
+from . import features as feats
+from .config import DEFAULT_UNFREEZE_FRACTION, TrainConfig
+from .loop import (Progress, ProgressEvent, Session, TrainState, predict, read_history,
+                   run_phase, save_epoch, save_model)
+from .metrics import classification_metrics
+from .model import (backbones_of, build_head_model, build_model, copy_head, feature_model,
+                    load_checkpoint, parse_unfreeze, unfreeze)
+from .optim import compile_model, make_optimizer, make_schedule
+from .setup import (RunData, class_weights, make_loaders, prepare, resume_config,
+                    select_backend, setup_devices, write_run_files)
+from .tblog import ScalarWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+    config: TrainConfig
+    train_seconds: float
+    images_per_second: float
+    best_epoch: int
+    best_phase: int
+    phase1_val_accuracy: float
+    phase2_val_accuracy: float | None
+    history: list[dict]
+    checkpoint: Path
+
+
+def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    cfg = config.resolve()
+    select_backend(cfg.backend)
+    paths = RunPaths(Path(cfg.out) / cfg.name)
+    if cfg.resume:
+        paths.require()
+        cfg = resume_config(paths, cfg)
+    elif paths.run_json.is_file() and not cfg.overwrite:
+        raise RunError(f"{paths.root} already holds a run; pass --resume to continue it, "
+                       "--overwrite to replace it, or another --name")
+    with run_lock(paths):
+        return _train_locked(cfg, paths, progress)
+
+
+def _emit(progress: Progress | None, message: str) -> None:
+    log.info("%s", message)
+    if progress is not None:
+        progress(ProgressEvent("stage", message=message))
+
+
+def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None) -> TrainResult:
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    n_devices, batch_size = setup_devices(cfg.batch_size)
+    contract = Contract(size=(cfg.image_size, cfg.image_size), resize=cfg.resize,
+                        interpolation=cfg.interpolation)
+    _emit(progress, f"decoding {cfg.data_dir} at {cfg.image_size}px")
+    data = prepare(cfg, contract, paths.split if cfg.resume else None)
+    _emit(progress, f"building {cfg.backbone} ({cfg.weights} weights) on {cfg.backend}, "
+                    f"{n_devices} device(s)")
+    model = build_model(cfg.members(), len(data.classes), image_size=cfg.image_size,
+                        weights=cfg.weights, head=cfg.head, dropout=cfg.dropout,
+                        mixed_precision=cfg.mixed_precision)
+    n_unfreeze = _unfreeze_count(model, cfg)   # bad --unfreeze fails before training
+    if not cfg.resume:
+        write_run_files(paths, cfg, data, contract)
+    state = TrainState.load(paths) if cfg.resume else TrainState()
+    train_l, val_l, test_l = make_loaders(cfg, data, batch_size, augment=True)
+    sess = Session(model=model, paths=paths, train=train_l, val=val_l,
+                   num_classes=len(data.classes), state=state, patience=cfg.patience,
+                   class_weights=class_weights(cfg, data), progress=progress,
+                   history=read_history(paths, state.global_epoch) if cfg.resume else [],
+                   writer=ScalarWriter(paths.logs))
+    if cfg.resume:
+        sess.model = load_checkpoint_compiled(paths.last)
+    if not state.phase1_done:
+        _phase1(sess, cfg, data)
+    if cfg.fine_tune_epochs:
+        _phase2(sess, cfg, n_unfreeze)
+    return _finish(sess, cfg, data, test_l)
+
+
+def _unfreeze_count(model: Any, cfg: TrainConfig) -> int | None:
+    if cfg.unfreeze is not None:
+        return parse_unfreeze(model, cfg.unfreeze)
+    smallest = min(len(b.layers) for b in backbones_of(model))
+    return max(1, int(round(smallest * DEFAULT_UNFREEZE_FRACTION)))
+
+
+def load_checkpoint_compiled(path: Path) -> Any:
+    """``last.keras`` with its optimizer state, to resume (built-in layers only)."""
+    import keras
+
+    load_checkpoint(path)   # the safety checks; raises on a bad file
+    return keras.saving.load_model(path, safe_mode=True, compile=True)
+
+
+def _compile(sess: Session, cfg: TrainConfig, lr: float, epochs: int, warmup: float) -> None:
+    steps = max(1, len(sess.train)) * max(1, epochs)
+    schedule = make_schedule(lr, total_steps=steps, kind=cfg.schedule,
+                             warmup_steps=int(round(warmup * max(1, len(sess.train)))))
+    optimizer = make_optimizer(cfg.optimizer, schedule, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    compile_model(sess.model, optimizer, label_smoothing=cfg.label_smoothing)
+
+
+def _phase1(sess: Session, cfg: TrainConfig, data: RunData) -> None:
+    st = sess.state
+    if cfg.strategy == "linear-probe":
+        _linear_probe(sess, cfg, data)
+    else:
+        if st.epoch == 0 or sess.model.optimizer is None:
+            _compile(sess, cfg, cfg.lr, cfg.epochs, min(cfg.warmup_epochs, cfg.epochs / 4))
+        _emit(sess.progress, f"phase 1: training the head for {cfg.epochs} epoch(s), "
+                             "backbone frozen")
+        run_phase(sess, 1, cfg.epochs)
+    st.phase1_done = True
+    st.phase, st.epoch, st.bad_epochs = 2, 0, 0
+    st.save(sess.paths)
+
+
+def _linear_probe(sess: Session, cfg: TrainConfig, data: RunData) -> None:
+    model = sess.model
+    rows = np.concatenate([data.rows[s] for s in ("train", "val", "test")])
+    key = feats.features_key(data.cache, [m.name for m in cfg.members()],
+                             weights_id(cfg.weights), cfg.mixed_precision)
+    _emit(sess.progress, f"linear probe: pooled features of {len(rows)} images")
+    t0 = time.perf_counter()
+    all_feats = feats.cached_features(feature_model(model), data.cache, rows, key,
+                                      batch_size=sess.train.batch_size, workers=cfg.workers)
+    n_tr, n_va = len(data.rows["train"]), len(data.rows["val"])
+    x_tr, x_va = all_feats[:n_tr], all_feats[n_tr:n_tr + n_va]
+    head = build_head_model(all_feats.shape[1], len(data.classes), head=cfg.head,
+                            dropout=cfg.dropout)
+    steps = -(-n_tr // feats.PROBE_BATCH)
+    schedule = make_schedule(cfg.lr, total_steps=steps * cfg.epochs, kind=cfg.schedule,
+                             warmup_steps=int(cfg.warmup_epochs * steps))
+    compile_model(head, make_optimizer(cfg.optimizer, schedule, momentum=cfg.momentum,
+                                       nesterov=cfg.nesterov, weight_decay=cfg.weight_decay),
+                  label_smoothing=cfg.label_smoothing)
+    _emit(sess.progress, f"linear probe: training the head on cached features "
+                         f"({cfg.epochs} epochs max)")
+    best = feats.train_probe(head, (x_tr, data.labels["train"]), (x_va, data.labels["val"]),
+                             epochs=cfg.epochs, num_classes=len(data.classes),
+                             sample_weight=sess.class_weights, patience=feats.PROBE_PATIENCE,
+                             seed=cfg.seed)
+    copy_head(head, model)
+    _record_probe(sess, best, time.perf_counter() - t0)
+
+
+def _record_probe(sess: Session, best: dict, seconds: float) -> None:
+    """History rows for the probe's epochs; best/last checkpoints of the full model."""
+    st = sess.state
+    for i, row in enumerate(best["rows"]):
+        record = {"epoch": st.global_epoch + i + 1, "phase": 1, "lr": float("nan"),
+                  "images_per_second": row["images"] / row["seconds"] if row["seconds"] else 0,
+                  "input_wait": 0.0, **{k: row[k] for k in ("loss", "accuracy", "val_loss",
+                                                            "val_accuracy", "seconds")}}
+        sess.history.append(record)
+    best_epoch = st.global_epoch + best["best_epoch"]
+    st.global_epoch += len(best["rows"])
+    st.train_seconds += seconds
+    st.train_images += sum(r["images"] for r in best["rows"])
+    st.best_val, st.best_epoch, st.best_phase = best["best_val"], best_epoch, 1
+    st.phase1_val = best["best_val"]
+    last = sess.history.pop()
+    save_epoch(sess, last, improved=True)
+
+
+def _phase2(sess: Session, cfg: TrainConfig, n_unfreeze: int | None) -> None:
+    st = sess.state
+    fresh = st.phase == 2 and st.epoch == 0
+    if fresh:
+        best = load_checkpoint(sess.paths.best)      # start from the best of phase 1
+        sess.model.set_weights(best.get_weights())
+        trainable = unfreeze(sess.model, n_unfreeze)
+        _compile(sess, cfg, cfg.fine_tune_lr, cfg.fine_tune_epochs,
+                 min(cfg.warmup_epochs, cfg.fine_tune_epochs / 4))
+        _emit(sess.progress, f"phase 2: fine-tuning {trainable} layers "
+                             f"({cfg.unfreeze or n_unfreeze}) for {cfg.fine_tune_epochs} "
+                             f"epoch(s) at lr {cfg.fine_tune_lr:g}, BatchNorm frozen")
+    else:
+        _emit(sess.progress, f"phase 2: resuming at epoch {st.epoch + 1}")
+    run_phase(sess, 2, cfg.fine_tune_epochs)
+
+
+def _finish(sess: Session, cfg: TrainConfig, data: RunData, test_l: Any) -> TrainResult:
+    st = sess.state
+    _emit(sess.progress, "evaluating the best checkpoint on val and test")
+    best = load_checkpoint(sess.paths.best)
+    out = {}
+    for split, loader in (("val", sess.val), ("test", test_l)):
+        probs, labels = predict(best, loader)
+        out[split] = classification_metrics(probs, labels, data.classes)
+    ips = st.train_images / st.train_seconds if st.train_seconds else 0.0
+    metrics = {**out, "train_seconds": round(st.train_seconds, 2),
+               "images_per_second": round(ips, 1), "best_epoch": st.best_epoch,
+               "best_phase": st.best_phase,
+               "phase1_val_accuracy": round(st.phase1_val, 4),
+               "phase2_val_accuracy": round(st.phase2_val, 4) if st.phase2_val >= 0 else None,
+               "backend": cfg.backend, "image_size": cfg.image_size}
+    write_json(sess.paths.metrics, metrics)
+    if sess.progress is not None:
+        sess.progress(ProgressEvent("done", logs=metrics))
+    return TrainResult(run_dir=sess.paths.root, metrics=metrics,
+                       config=dataclasses.replace(cfg, resume=False),
+                       train_seconds=st.train_seconds, images_per_second=ips,
+                       best_epoch=st.best_epoch, best_phase=st.best_phase,
+                       phase1_val_accuracy=st.phase1_val,
+                       phase2_val_accuracy=st.phase2_val if st.phase2_val >= 0 else None,
+                       history=list(sess.history), checkpoint=sess.paths.best)
+
+
+__all__ = ["train", "TrainResult", "save_model"]

@@ -1,0 +1,225 @@
+"""The epoch loop of one phase: numpy batches -> ``train_on_batch``, validation, history,
+TensorBoard scalars, ``last.keras`` + ``best.keras`` + resume state after every epoch.
+
+``train_on_batch`` on fixed-shape batches compiles once per phase (JAX and TensorFlow) and
+takes no ``tf.data``; the loop, not Keras's ``fit``, owns resume and early stopping, so a
+killed run continues from its last completed epoch with its optimizer state.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeclf.data.loader import BatchLoader
+from edgeclf.fsutil import atomic_path, read_json, write_json, write_text
+from edgeclf.run import RunPaths
+
+from .metrics import cross_entropy
+from .optim import current_lr
+from .tblog import ScalarWriter
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
+                  "seconds", "images_per_second", "input_wait"]
+
+
+@dataclass
+class ProgressEvent:
+    """What the library reports while it trains (the CLI draws it)."""
+
+    kind: str                      # stage | epoch_start | step | epoch_end | done
+    message: str = ""
+    phase: int = 0
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0
+    logs: dict = field(default_factory=dict)
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class TrainState:
+    """Resume state (``checkpoints/state.json``), written after ``last.keras``."""
+
+    phase: int = 1
+    epoch: int = 0                 # epochs completed in ``phase``
+    global_epoch: int = 0
+    phase1_done: bool = False
+    best_val: float = -1.0
+    best_epoch: int = 0
+    best_phase: int = 0
+    bad_epochs: int = 0
+    train_seconds: float = 0.0
+    train_images: int = 0
+    phase1_val: float = -1.0
+    phase2_val: float = -1.0
+
+    def save(self, paths: RunPaths) -> None:
+        write_json(paths.state, asdict(self))
+
+    @classmethod
+    def load(cls, paths: RunPaths) -> "TrainState":
+        d = read_json(paths.state)
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Session:
+    """Everything a phase needs."""
+
+    model: Any
+    paths: RunPaths
+    train: BatchLoader
+    val: BatchLoader
+    num_classes: int
+    state: TrainState
+    patience: int
+    class_weights: np.ndarray | None = None
+    progress: Progress | None = None
+    history: list[dict] = field(default_factory=list)
+    writer: ScalarWriter | None = None
+
+    def emit(self, event: ProgressEvent) -> None:
+        if self.progress is not None:
+            self.progress(event)
+
+
+def one_hot(labels: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((len(labels), n), np.float32)
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+def predict(model: Any, loader: BatchLoader) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels of every row of ``loader`` (fixed-shape batches)."""
+    probs, labels = [], []
+    for batch in loader.epoch(0):
+        p = np.asarray(model.predict_on_batch(batch.x), dtype=np.float32)
+        probs.append(p[:batch.n])
+        labels.append(batch.y[:batch.n])
+    if not probs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int32)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def train_epoch(sess: Session, phase: int, epoch: int, epochs: int) -> dict:
+    loader, model = sess.train, sess.model
+    steps = len(loader)
+    sess.emit(ProgressEvent("epoch_start", phase=phase, epoch=epoch + 1, epochs=epochs,
+                            steps=steps))
+    loader.stats.reset()
+    t0 = time.perf_counter()
+    loss_sum = acc_sum = 0.0
+    seen = 0
+    for b, batch in enumerate(loader.epoch(sess.state.global_epoch)):
+        y = one_hot(batch.y, sess.num_classes)
+        sw = sess.class_weights[batch.y] if sess.class_weights is not None else None
+        logs = model.train_on_batch(batch.x, y, sample_weight=sw, return_dict=True)
+        loss_sum += float(logs["loss"]) * batch.n
+        acc_sum += float(logs.get("accuracy", logs.get("categorical_accuracy", 0.0))) * batch.n
+        seen += batch.n
+        sess.emit(ProgressEvent("step", phase=phase, epoch=epoch + 1, epochs=epochs,
+                                step=b + 1, steps=steps,
+                                logs={"loss": loss_sum / seen, "accuracy": acc_sum / seen}))
+    seconds = time.perf_counter() - t0
+    return {"loss": loss_sum / max(seen, 1), "accuracy": acc_sum / max(seen, 1),
+            "seconds": seconds, "images": seen,
+            "images_per_second": seen / seconds if seconds else 0.0,
+            "input_wait": loader.stats.wait_seconds / seconds if seconds else 0.0}
+
+
+def validate(sess: Session) -> tuple[float, float]:
+    probs, labels = predict(sess.model, sess.val)
+    if not len(labels):
+        return float("nan"), float("nan")
+    return cross_entropy(probs, labels), float((probs.argmax(1) == labels).mean())
+
+
+def run_phase(sess: Session, phase: int, epochs: int) -> None:
+    """Train ``phase`` from ``state.epoch`` up to ``epochs``, checkpointing each epoch."""
+    st = sess.state
+    while st.epoch < epochs:
+        row = train_epoch(sess, phase, st.epoch, epochs)
+        val_loss, val_acc = validate(sess)
+        st.epoch += 1
+        st.global_epoch += 1
+        st.train_seconds += row["seconds"]
+        st.train_images += row["images"]
+        record = {"epoch": st.global_epoch, "phase": phase, "loss": row["loss"],
+                  "accuracy": row["accuracy"], "val_loss": val_loss, "val_accuracy": val_acc,
+                  "lr": current_lr(sess.model.optimizer), "seconds": row["seconds"],
+                  "images_per_second": row["images_per_second"],
+                  "input_wait": row["input_wait"]}
+        score = val_acc if val_acc == val_acc else row["accuracy"]   # no val split: train
+        improved = score > st.best_val
+        if improved:
+            st.best_val, st.best_epoch, st.best_phase, st.bad_epochs = (
+                score, st.global_epoch, phase, 0)
+        else:
+            st.bad_epochs += 1
+        setattr(st, f"phase{phase}_val", max(getattr(st, f"phase{phase}_val"), score))
+        if sess.patience and st.bad_epochs >= sess.patience and st.epoch < epochs:
+            log.info("early stopping: validation accuracy has not improved for %d epochs",
+                     st.bad_epochs)
+            st.epoch = epochs
+        save_epoch(sess, record, improved)
+        sess.emit(ProgressEvent("epoch_end", phase=phase, epoch=st.epoch, epochs=epochs,
+                                logs=record))
+
+
+def save_epoch(sess: Session, record: dict, improved: bool) -> None:
+    """last.keras (with optimizer state), best.keras, history.csv, TensorBoard, then the
+    resume state — in that order, so state.json never points past a saved checkpoint."""
+    paths = sess.paths
+    save_model(sess.model, paths.last)
+    if improved:
+        with atomic_path(paths.best) as tmp:
+            shutil.copyfile(paths.last, tmp)
+    sess.history.append(record)
+    write_history(paths, sess.history)
+    if sess.writer is not None:
+        sess.writer.scalars(record["epoch"], {k: record[k] for k in
+                                              ("loss", "accuracy", "val_loss", "val_accuracy",
+                                               "lr", "images_per_second")})
+    sess.state.save(paths)
+
+
+def save_model(model: Any, path: Any) -> None:
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def write_history(paths: RunPaths, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore",
+                       lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(paths.history, buf.getvalue())
+
+
+def read_history(paths: RunPaths, upto: int) -> list[dict]:
+    """History rows of a run being resumed, up to global epoch ``upto``."""
+    if not paths.history.is_file():
+        return []
+    rows = []
+    with open(paths.history, encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            r = {k: (float(v) if k not in ("epoch", "phase") else int(v)) for k, v in
+                 row.items() if v not in (None, "")}
+            if r.get("epoch", 0) <= upto:
+                rows.append(r)
+    return rows
