@@ -354,7 +354,7 @@ def _check_artifact(entry: dict, export_dir: Path, images: ImageSet, ref_probs: 
     except Exception as e:  # noqa: BLE001 - one failing artifact must not stop the table
         log.debug("artifact %s failed", row.file, exc_info=True)
         row.error = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"
-        row.breaches.append("error")
+        row.breaches.append("could not run")
         return row
     _fill(row, images, ref_probs, probs, probs1, ref_accuracy, labels, runner, batch_size)
     row.seconds = round(time.perf_counter() - t0, 3)
