@@ -38,6 +38,12 @@ def test_checkpoint_and_every_artifact_agree(run, keras_result):
         np.testing.assert_allclose(res.probs, keras_result.probs, atol=1e-5)
 
 
+def test_checkpoint_file_inside_the_run(run, keras_result):
+    res = evaluate(run.paths.last)          # labels and contract come from the run
+    assert res.format == "keras" and res.accuracy == keras_result.accuracy
+    assert res.metrics.labels == run.classes
+
+
 def test_per_class_metrics_match_the_predictions(keras_result):
     m = keras_result.metrics
     pred = keras_result.probs.argmax(1)
