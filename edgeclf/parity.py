@@ -56,11 +56,20 @@ DEFAULT_BUDGETS: dict[str, Budget] = {
 }
 
 
-def parse_budgets(specs: Sequence[str], base: dict[str, Budget] | None = None
-                  ) -> dict[str, Budget]:
+def parse_budgets(specs: Sequence[str], base: dict[str, Budget] | None = None, *,
+                  file: str | Path | None = None) -> dict[str, Budget]:
     """Apply ``QUANT.FIELD=VALUE`` overrides (``int8.max_accuracy_drop=2``,
-    ``none.max_abs_diff=1e-3``, ``float16.min_agreement=off``) to the defaults."""
+    ``none.max_abs_diff=1e-3``, ``float16.min_agreement=off``) to the defaults; ``file``:
+    a JSON config ``{"int8": {"max_accuracy_drop": 2}, ...}`` applied first."""
     out = dict(base or DEFAULT_BUDGETS)
+    if file is not None:
+        try:
+            conf = read_json(file)
+            specs = [f"{q}.{k}={'off' if v is None else v}" for q, d in conf.items()
+                     for k, v in d.items()] + list(specs)
+        except (OSError, ValueError, AttributeError) as e:
+            raise ConfigError(f"budget file {file}: expected JSON like "
+                              f'{{"int8": {{"max_accuracy_drop": 2}}}} ({e})') from None
     names = [f.name for f in fields(Budget)]
     for spec in specs:
         key, sep, value = spec.partition("=")

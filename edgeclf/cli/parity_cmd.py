@@ -88,6 +88,9 @@ def _parity(run: Path = typer.Argument(..., help="Run directory (models/<name>).
                 None, "--budget", help="Override a budget: QUANT.FIELD=VALUE, e.g. "
                 "int8.max_accuracy_drop=2, none.max_abs_diff=1e-3, float16.min_agreement=off. "
                 "Fields: min_agreement, max_abs_diff, max_accuracy_drop, min_batch_agreement."),
+            budget_file: Optional[Path] = typer.Option(
+                None, "--budget-file", help='Budgets as JSON: {"int8": {"max_accuracy_drop": '
+                '2}, "none": {"max_abs_diff": 1e-3}} (--budget flags apply after it).'),
             batch_size: int = typer.Option(16, "--batch-size", help="The batch > 1 checked."),
             as_json: bool = typer.Option(False, "--json", help="Print parity.json."),
             ) -> None:
@@ -100,7 +103,7 @@ def _parity(run: Path = typer.Argument(..., help="Run directory (models/<name>).
     """
     from edgeclf.parity import check_parity, parse_budgets
 
-    budgets = parse_budgets(budget or [])
+    budgets = parse_budgets(budget or [], file=budget_file)
     with _stages() as progress:
         result = check_parity(run, split=split, max_images=max_images,
                               formats=_split_formats(formats), budgets=budgets,

@@ -100,6 +100,15 @@ def test_budget_override_and_formats_filter(run, tmp_path):
                 ["none"]):
         with pytest.raises(ConfigError):
             parse_budgets(bad)
+    conf = tmp_path / "budgets.json"
+    conf.write_text(json.dumps({"int8": {"max_accuracy_drop": 2.5},
+                                "float16": {"min_agreement": None}}))
+    from_file = parse_budgets(["int8.min_agreement=0.9"], file=conf)
+    assert from_file["int8"].max_accuracy_drop == 2.5 and from_file["int8"].min_agreement == 0.9
+    assert from_file["float16"].min_agreement is None
+    conf.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="budget file"):
+        parse_budgets([], file=conf)
     with pytest.raises(ConfigError, match="no artifact"):
         check_parity(mine.root, formats=["coreml"])
     with pytest.raises(ConfigError, match="batch"):
