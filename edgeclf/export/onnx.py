@@ -1,0 +1,140 @@
+"""ONNX export (float32) through Keras's exporter (tf2onnx under TensorFlow).
+
+The graph has a dynamic batch dimension, input ``image`` and output ``probabilities``; it
+is optimised offline by onnxruntime at the *basic* level (constant folding, Conv+BN/Add/Mul
+fusions: portable, standard ONNX ops only), checked by ``onnx.checker``, and carries the
+edgeclf metadata in ``metadata_props``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeclf.errors import ExportError
+from edgeclf.runtime.metadata import onnx_props
+
+from .utils import INPUT_NAME, OUTPUT_NAME, converter_versions, input_spec
+
+if TYPE_CHECKING:
+    from .exporter import ExportContext
+
+log = logging.getLogger(__name__)
+
+#: A current opset that tf2onnx 1.17 writes and onnxruntime 1.2x/1.3x run.
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 18
+ONNX_TOOLS = ("tf2onnx", "onnx", "onnxruntime", "keras", "tensorflow")
+
+
+def import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx package: "
+                          "`pip install 'edgeclf[train]'`") from None
+    return onnx
+
+
+def convert_float_onnx(ctx: "ExportContext", path: Path) -> None:
+    """Convert the Keras model to a float32 ONNX file at ``path`` (no metadata yet)."""
+    if not MIN_OPSET <= ctx.opset <= MAX_OPSET:
+        raise ExportError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} "
+                          f"(tf2onnx + onnxruntime), got {ctx.opset}")
+    raw = path.with_name(path.stem + ".raw.onnx")
+    try:
+        ctx.model.export(str(raw), format="onnx", input_signature=[input_spec(ctx.size)],
+                         opset_version=ctx.opset, verbose=False)
+    except Exception as e:  # tf2onnx raises assorted types
+        raise ExportError(f"ONNX conversion failed: {type(e).__name__}: {e}") from e
+    onnx = import_onnx()
+    model = onnx.load(str(raw))
+    rename_output(model, OUTPUT_NAME)
+    onnx.save(model, str(raw))
+    optimise(raw, path)
+    raw.unlink(missing_ok=True)
+
+
+def rename_output(model: Any, name: str) -> None:
+    """Give the single graph output a clear name (tf2onnx calls it ``output_0``)."""
+    graph = model.graph
+    if len(graph.output) != 1 or len(graph.input) != 1:
+        raise ExportError(f"the ONNX graph has {len(graph.input)} inputs and "
+                          f"{len(graph.output)} outputs; expected one of each")
+    if graph.input[0].name != INPUT_NAME:
+        raise ExportError(f"the ONNX input is named {graph.input[0].name!r}, "
+                          f"expected {INPUT_NAME!r}")
+    old = graph.output[0].name
+    if old == name:
+        return
+    for node in graph.node:
+        node.output[:] = [name if o == old else o for o in node.output]
+        node.input[:] = [name if i == old else i for i in node.input]
+    graph.output[0].name = name
+
+
+def optimise(src: Path, dst: Path) -> None:
+    """Offline onnxruntime optimisation at the basic (portable) level."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(dst)
+    try:
+        ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        log.warning("onnxruntime could not optimise the graph (%s); keeping it as converted", e)
+        shutil.copyfile(src, dst)
+
+
+def finish_onnx(src: Path, dst: Path, meta: dict, *, check: bool = True) -> None:
+    """Add the edgeclf metadata and the producer name, run the checker, save to ``dst``."""
+    onnx = import_onnx()
+    model = onnx.load(str(src))
+    del model.metadata_props[:]
+    for key, value in onnx_props(meta).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "edgeclf"
+    model.producer_version = str(meta.get("edgeclf_version", ""))
+    if check:
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+            raise ExportError(f"the exported ONNX model fails onnx.checker: {e}") from e
+    onnx.save(model, str(dst))
+
+
+def export_onnx(ctx: "ExportContext", path: Path, quantization: str) -> dict:
+    """Write an ONNX artifact at ``path``; quantized variants start from the float graph."""
+    if quantization == "none":
+        finish_onnx(ctx.float_onnx(), path, ctx.meta)
+        return converter_versions(*ONNX_TOOLS)
+    from .onnx_quant import quantize_onnx
+
+    quantized = ctx.work_dir / f"quantized.{quantization}.onnx"
+    options = quantize_onnx(ctx, ctx.float_onnx(), quantized, quantization)
+    finish_onnx(quantized, path, ctx.meta)
+    quantized.unlink(missing_ok=True)
+    return {**converter_versions(*ONNX_TOOLS), **options}
+
+
+def describe_onnx(path: Path) -> tuple[list[dict], list[dict]]:
+    """Load the model in onnxruntime and describe its inputs and outputs."""
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types
+        raise ExportError(f"the exported ONNX model {path.name} does not load in "
+                          f"onnxruntime: {e}") from e
+
+    def one(arg) -> dict:
+        dtype = arg.type.replace("tensor(", "").rstrip(")")
+        dtype = {"float": "float32", "double": "float64", "float16": "float16"}.get(dtype, dtype)
+        shape = [d if isinstance(d, int) else None for d in arg.shape]
+        return {"name": arg.name, "shape": shape, "dtype": dtype}
+
+    return [one(a) for a in sess.get_inputs()], [one(a) for a in sess.get_outputs()]

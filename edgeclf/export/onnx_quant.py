@@ -1,0 +1,150 @@
+"""ONNX quantization with onnxruntime's tools: static int8 (QDQ, per-channel weights,
+calibrated on the same training images as TFLite int8), dynamic-range, and float16.
+
+Inputs and outputs stay float32 in every variant, so the model contract is unchanged; the
+final Softmax stays in float (probabilities keep their resolution).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgeclf.errors import ExportError
+
+from .onnx import import_onnx
+from .utils import INPUT_NAME, cpu_flags, int8_speed_warning
+
+if TYPE_CHECKING:
+    from .calibration import CalibrationSet
+    from .exporter import ExportContext
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_BATCH = 16
+KEEP_FLOAT_OPS = ("Softmax",)
+
+
+def quantize_onnx(ctx: "ExportContext", src: Path, dst: Path, quantization: str) -> dict:
+    """Write the ``quantization`` variant of the float ONNX model ``src`` to ``dst``;
+    return the options used (recorded in the manifest)."""
+    if quantization == "int8":
+        return quantize_int8(src, dst, ctx.calibration(), ctx.work_dir)
+    if quantization == "dynamic":
+        return quantize_dynamic(src, dst)
+    if quantization == "float16":
+        return convert_float16(src, dst)
+    raise ExportError(f"onnx has no quantization {quantization!r}")
+
+
+def _float_ops_nodes(path: Path) -> list[str]:
+    onnx = import_onnx()
+    model = onnx.load(str(path))
+    return [n.name for n in model.graph.node if n.op_type in KEEP_FLOAT_OPS]
+
+
+class _Reader:
+    """onnxruntime ``CalibrationDataReader`` over the calibration images."""
+
+    def __init__(self, calibration: "CalibrationSet"):
+        self._batches = iter(calibration.batches(CALIBRATION_BATCH))
+
+    def get_next(self) -> dict | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch)}
+
+
+def prepare_for_quantization(src: Path, work_dir: Path) -> Path:
+    """onnxruntime's recommended pre-processing (shape inference + optimisation)."""
+    from onnxruntime.quantization import quant_pre_process
+
+    out = work_dir / "pre-quant.onnx"
+    if out.is_file():
+        return out
+    try:
+        # the graph's shapes are static but for the batch: ONNX shape inference suffices
+        quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
+    except Exception as e:  # symbolic shape inference fails on some graphs; not fatal
+        log.warning("quantization pre-processing skipped (%s)", e)
+        shutil.copyfile(src, out)
+    return out
+
+
+def int8_options(flags: frozenset[str] | None = None) -> dict:
+    """U8S8 QDQ, per-channel weights. Without VNNI, x86 int8 kernels (VPMADDUBSW) can
+    saturate, so weights use the reduced 7-bit range there, as onnxruntime advises."""
+    flags = cpu_flags() if flags is None else flags
+    return {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QInt8",
+            "per_channel": True, "reduce_range": int8_speed_warning(flags) is not None,
+            "calibrate_method": "MinMax"}
+
+
+def quantize_int8(src: Path, dst: Path, calibration: "CalibrationSet", work_dir: Path) -> dict:
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
+                                          QuantFormat, QuantType, quantize_static)
+
+    options = int8_options()
+    reader_cls = type("EdgeclfCalibrationReader", (_Reader, CalibrationDataReader), {})
+    prepared = prepare_for_quantization(src, work_dir)
+    try:
+        quantize_static(str(prepared), str(dst), reader_cls(calibration),
+                        quant_format=QuantFormat.QDQ, per_channel=options["per_channel"],
+                        reduce_range=options["reduce_range"],
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=_float_ops_nodes(prepared),
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"CalibTensorRangeSymmetric": False})
+    except Exception as e:  # onnxruntime's quantizer raises assorted types
+        raise ExportError(f"ONNX int8 quantization failed: {type(e).__name__}: {e}") from e
+    return {"onnx_quantization": {**options, "calibration_images": len(calibration.files)}}
+
+
+def quantize_dynamic(src: Path, dst: Path) -> dict:
+    """Dynamic-range: int8 weights, activations quantized on the fly. Conv weights must
+    be uint8 for onnxruntime's CPU ConvInteger kernel."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    try:
+        ort_quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8,
+                             per_channel=False, nodes_to_exclude=_float_ops_nodes(src))
+    except Exception as e:  # onnxruntime's quantizer raises assorted types
+        raise ExportError(f"ONNX dynamic quantization failed: {type(e).__name__}: {e}") from e
+    return {"onnx_quantization": {"mode": "dynamic", "weight_type": "QUInt8"}}
+
+
+def convert_float16(src: Path, dst: Path) -> dict:
+    """float16 weights and compute, float32 input/output (``keep_io_types``)."""
+    from onnxruntime.transformers.float16 import (DEFAULT_OP_BLOCK_LIST,
+                                                  convert_float_to_float16)
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    onnx = import_onnx()
+    model = onnx.load(str(src))
+    block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(KEEP_FLOAT_OPS))
+    try:
+        half = convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+        # the input Cast it adds lands after its consumers: restore topological order
+        OnnxModel(half).topological_sort()
+    except Exception as e:  # the converter raises assorted types
+        raise ExportError(f"ONNX float16 conversion failed: {type(e).__name__}: {e}") from e
+    onnx.save(half, str(dst))
+    return {"onnx_quantization": {"mode": "float16", "keep_io_types": True,
+                                  "float32_ops": list(KEEP_FLOAT_OPS)}}
+
+
+def speed_warning(quantization: str, flags: frozenset[str] | None = None) -> str | None:
+    """A note when this ONNX variant is expected to run slower than float32 on this CPU."""
+    flags = cpu_flags() if flags is None else flags
+    if quantization in ("int8", "dynamic"):
+        return int8_speed_warning(flags)
+    if quantization == "float16" and flags and "avx512_fp16" not in flags and \
+            "asimdhp" not in flags:
+        return ("onnxruntime has few float16 CPU kernels on this CPU: the float16 ONNX "
+                "model is expected to be slower than float32 here (it is meant for GPUs "
+                "and for size)")
+    return None
