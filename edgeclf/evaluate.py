@@ -212,16 +212,9 @@ def _keras_fn(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def load_checkpoint(path: str | Path):
-    """The training stage's safe loader when present, else Keras's with safe_mode=True."""
-    try:
-        from edgeclf.train import load_checkpoint as _load
-    except ImportError:
-        import keras
+    """The training stage's safe loader (``safe_mode=True``, no Lambda, not compiled)."""
+    from edgeclf.train import load_checkpoint as _load
 
-        try:
-            return keras.saving.load_model(path, safe_mode=True, compile=False)
-        except Exception as e:  # noqa: BLE001 - Keras raises many types for bad files
-            raise ModelError(f"{path} is not a loadable Keras model: {e}") from None
     return _load(path)
 
 

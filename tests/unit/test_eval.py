@@ -112,3 +112,19 @@ def test_not_a_model(tmp_path):
         evaluate(tmp_path / "model.txt", data=tmp_path)
     with pytest.raises(ModelError, match="does not exist"):
         evaluate(tmp_path / "gone.onnx", data=tmp_path)
+
+
+def test_checkpoint_with_a_lambda_layer_is_refused_without_running_it(run, tmp_path):
+    import shutil
+
+    import keras
+
+    mine = tmp_path / "run"
+    shutil.copytree(run.root, mine)
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Lambda(lambda t: t / 255.0)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(len(run.classes), activation="softmax")(x)
+    keras.Model(inputs, outputs).save(mine / "checkpoints" / "best.keras")
+    with pytest.raises(ModelError, match="Lambda"):
+        evaluate(mine)
