@@ -216,3 +216,35 @@ def test_threads_and_close(model):
         assert "Predictor(" in repr(p)
     with pytest.raises(ModelError, match="closed"):
         p.predict(solid(RED))
+
+
+@pytest.mark.parametrize("kind", ["text", "empty", "truncated", "one_pixel", "bomb", "missing",
+                                  "rgba", "cmyk", "png16", "palette"])
+def test_bad_and_awkward_files_through_the_predictor(predictor, tmp_path, kind):
+    from .test_preprocess_bad_input import _unusable
+
+    usable = {"rgba": ("RGBA", (250, 0, 0, 255), "png"), "cmyk": ("CMYK", (0, 255, 255, 0), "jpg"),
+              "palette": ("P", None, "png"), "png16": ("I;16", None, "png")}
+    if kind in usable:
+        mode, color, ext = usable[kind]
+        path = tmp_path / f"x.{ext}"
+        if mode == "P":
+            Image.fromarray(solid(BLUE)).convert("P").save(path)
+        elif mode == "I;16":
+            Image.fromarray(np.full((30, 40), 50000, np.uint16)).save(path)
+        else:
+            Image.new(mode, (40, 30), color).save(path)
+        if kind == "png16":  # 50000 / 257 = 194.6: the same as an 8-bit grey of 195
+            np.testing.assert_allclose(predictor.predict_proba(path),
+                                       predictor.predict_proba(np.full((30, 40), 195, np.uint8)),
+                                       atol=1e-3)
+            return
+        pred = predictor.predict(path)[0]
+        assert pred.ok and pred.label == {"rgba": "red", "cmyk": "red", "palette": "blue"}[kind]
+        return
+    path = _unusable(tmp_path, kind)
+    with pytest.raises(ImageError) as info:
+        predictor.predict(path)
+    assert str(path) in str(info.value)
+    (pred,) = predictor.predict(path, strict=False)
+    assert not pred.ok and pred.source == str(path)
