@@ -129,6 +129,7 @@ class Predictor:
                  path: Path, threads: int | None = None, quantization: str | None = None):
         self._backend = backend
         self._quantization = quantization
+        self._format, self._provider = backend.format, backend.provider
         self.labels = labels
         self.contract = contract
         self.path = Path(path)
@@ -150,7 +151,8 @@ class Predictor:
         """
         source = resolve(path, format=format, quantization=quantization)
         backend = _open_backend(source, device, threads)
-        meta = source.manifest or backend.metadata
+        # the manifest (hash-checked) first, then the metadata embedded in the artifact
+        meta = _merge(source.manifest, backend.metadata)
         if source.manifest is not None:
             backend.foreign = False
         try:
@@ -168,12 +170,12 @@ class Predictor:
     # -- what runs --------------------------------------------------------------------------
     @property
     def format(self) -> str:
-        return self._backend.format
+        return self._format
 
     @property
     def provider(self) -> str:
         """What really runs: an onnxruntime provider name, or ``litert-cpu``."""
-        return self._backend.provider
+        return self._provider
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -284,6 +286,12 @@ def _open_backend(source: ModelSource, device: str, threads: int | None) -> Back
     from ._onnx import OnnxBackend
     return OnnxBackend(source.path, device=device, threads=threads,
                        input_quant=source.input_quant)
+
+
+def _merge(first: dict | None, second: dict | None) -> dict | None:
+    if not first or not second:
+        return first or second
+    return {k: first.get(k) or second.get(k) for k in ("labels", "preprocessing")}
 
 
 def _resolve_labels(arg: Any, meta: dict | None, n_classes: int | None, path: Path) -> list[str]:

@@ -83,3 +83,13 @@ def test_format_sniffed_without_suffix(tmp_path):
     fake.write_bytes(b"\x1c\0\0\0TFL3" + b"\0" * 64)  # a TFLite identifier, broken body
     with pytest.raises(ModelError, match="not a usable TFLite model"):
         Predictor.from_path(fake)
+
+
+def test_manifest_without_labels_falls_back_to_embedded(tmp_path):
+    export = tmp_path / "export"
+    build_onnx(export / "model.onnx")
+    write_manifest(export, [("model.onnx", "onnx", "none")], labels=[])
+    p = Predictor.from_path(export)
+    assert p.labels == CLASSES and repr(p).startswith("Predictor(")
+    p.close()
+    assert p.format == "onnx" and "closed" not in repr(p)
