@@ -76,7 +76,7 @@ def _mnv2(alpha: float, params: int) -> Backbone:
     return Backbone(name=name, family="MobileNetV2", default_size=224, min_size=32,
                     normalisation="tf", params=params, top_file=f"{stem}.h5",
                     notop_file=f"{stem}_no_top.h5", kwargs={"alpha": alpha},
-                    description=f"MobileNetV2 alpha {a}: the edge default")
+                    description=f"MobileNetV2 alpha {a}")
 
 
 def _mnv3(kind: str, params: int) -> Backbone:

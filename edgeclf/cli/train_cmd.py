@@ -1,0 +1,161 @@
+"""`edgeclf train DATA_DIR`: fine-tune a pretrained backbone on a folder of images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn)
+
+from .common import console, err_console, handle_errors, next_step, table
+
+_H = "Training"
+
+
+def _opt(default=None, *names: str, help: str = "", panel: str = _H):  # noqa: A002
+    return typer.Option(default, *names, help=help, rich_help_panel=panel, show_default=False)
+
+
+class ProgressView:
+    """Draws the library's ProgressEvents with Rich (one bar per epoch)."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                            TimeElapsedColumn(), console=err_console, transient=True)
+        self.task = None
+
+    def __call__(self, ev) -> None:  # noqa: ANN001 - edgeclf.train.ProgressEvent
+        if ev.kind == "stage":
+            err_console.print(f"[cyan]>[/] {ev.message}", highlight=False)
+        elif ev.kind == "epoch_start":
+            self.bar.start()
+            self.task = self.bar.add_task(f"phase {ev.phase} epoch {ev.epoch}/{ev.epochs}",
+                                          total=ev.steps, info="")
+        elif ev.kind == "step" and self.task is not None:
+            self.bar.update(self.task, completed=ev.step,
+                            info=f"loss {ev.logs['loss']:.3f} acc {ev.logs['accuracy']:.3f}")
+        elif ev.kind == "epoch_end":
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+                self.task = None
+            self.bar.stop()
+            r = ev.logs
+            err_console.print(
+                f"  phase {r['phase']} epoch {ev.epoch}/{ev.epochs}: loss {r['loss']:.4f} "
+                f"acc {r['accuracy']:.4f} val_loss {r['val_loss']:.4f} val_acc "
+                f"{r['val_accuracy']:.4f} ({r['images_per_second']:.0f} img/s, "
+                f"input wait {100 * r['input_wait']:.0f}%)", highlight=False)
+
+
+def print_metrics(result) -> None:  # noqa: ANN001 - edgeclf.train.TrainResult
+    m = result.metrics
+    test, val = m["test"], m["val"]
+    rows = [[name, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}",
+             v["support"]] for name, v in test["per_class"].items()]
+    console.print(table(f"test split: {test['n']} images", ["class", "precision", "recall",
+                                                             "f1", "support"], rows))
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.2f}%"
+
+    console.print(f"[bold]test accuracy {pct(test['accuracy'])}[/]  top-5 "
+                  f"{pct(test['top5'])}  val accuracy {pct(val['accuracy'])}  "
+                  f"(best epoch {m['best_epoch']}, phase {m['best_phase']}; "
+                  f"{m['train_seconds']:.0f}s training, {m['images_per_second']:.0f} img/s)")
+    console.print(f"run: {result.run_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    @handle_errors
+    def train_command(
+        data_dir: Optional[Path] = typer.Argument(None, help="Folder with one sub-folder per "
+                                                  "class (optional with --config/--resume)."),
+        config: Optional[Path] = _opt(None, "--config", help="TOML/YAML file or a run's "
+                                      "run.json; flags given here override it."),
+        out: Optional[str] = _opt(None, "--out", help="Folder of runs (default: models)."),
+        name: Optional[str] = _opt(None, "--name", help="Run name (default: <data>-<backbone>)."),
+        backbone: Optional[str] = _opt(None, "--backbone", "-b",
+                                       help="See `edgeclf backbones` (default: mobilenetv2)."),
+        ensemble: Optional[str] = _opt(None, "--ensemble", help="Members of --backbone "
+                                       "ensemble, comma-separated."),
+        weights: Optional[str] = _opt(None, "--weights", "-w", help="imagenet | none | PATH "
+                                      "to an official Keras weights .h5 (default: imagenet)."),
+        image_size: Optional[int] = _opt(None, "--image-size", help="Input size (default: backbone's)."),
+        strategy: Optional[str] = _opt(None, "--strategy", help="fine-tune | linear-probe."),
+        head: Optional[str] = _opt(None, "--head", help="linear | mlp (default: linear)."),
+        dropout: Optional[float] = _opt(None, "--dropout", help="Head dropout."),
+        epochs: Optional[int] = _opt(None, "--epochs", "-e", help="Phase 1 epochs."),
+        fine_tune_epochs: Optional[int] = _opt(None, "--fine-tune-epochs",
+                                               help="Phase 2 epochs (default: 0)."),
+        unfreeze: Optional[str] = _opt(None, "--unfreeze", help="Phase 2: last N layers of "
+                                       "the backbone, or 'all'."),
+        batch_size: Optional[int] = _opt(None, "--batch-size", help="Images per step (default: 32)."),
+        optimizer: Optional[str] = _opt(None, "--optimizer",
+                                        help="adam|adamw|sgd|rmsprop|adadelta|adagrad."),
+        lr: Optional[float] = _opt(None, "--lr", help="Phase 1 learning rate."),
+        fine_tune_lr: Optional[float] = _opt(None, "--fine-tune-lr", help="Phase 2 LR."),
+        momentum: Optional[float] = _opt(None, "--momentum", help="SGD/RMSprop momentum."),
+        nesterov: Optional[bool] = _opt(None, "--nesterov/--no-nesterov"),
+        weight_decay: Optional[float] = _opt(None, "--weight-decay"),
+        schedule: Optional[str] = _opt(None, "--schedule", help="cosine | constant."),
+        warmup_epochs: Optional[float] = _opt(None, "--warmup-epochs"),
+        label_smoothing: Optional[float] = _opt(None, "--label-smoothing"),
+        class_weights: Optional[str] = _opt(None, "--class-weights", help="none | balanced."),
+        augment: Optional[bool] = _opt(None, "--augment/--no-augment", panel="Augmentation"),
+        rotation: Optional[float] = _opt(None, "--rotation", help="Degrees.",
+                                         panel="Augmentation"),
+        width_shift: Optional[float] = _opt(None, "--width-shift", panel="Augmentation"),
+        height_shift: Optional[float] = _opt(None, "--height-shift", panel="Augmentation"),
+        shear: Optional[float] = _opt(None, "--shear", help="Degrees.", panel="Augmentation"),
+        zoom: Optional[float] = _opt(None, "--zoom", panel="Augmentation"),
+        channel_shift: Optional[float] = _opt(None, "--channel-shift", panel="Augmentation"),
+        horizontal_flip: Optional[bool] = _opt(None, "--flip/--no-flip", panel="Augmentation"),
+        patience: Optional[int] = _opt(None, "--patience", help="Early stopping (0: off)."),
+        split: Optional[str] = _opt(None, "--split", help="train,val,test (default: 70,20,10)."),
+        seed: Optional[int] = _opt(None, "--seed"),
+        backend: Optional[str] = _opt(None, "--backend", help="tensorflow | jax "
+                                      "[$KERAS_BACKEND or tensorflow].", panel="Runtime"),
+        mixed_precision: Optional[str] = _opt(None, "--mixed-precision", help="bfloat16 | "
+                                              "float16.", panel="Runtime"),
+        workers: Optional[int] = _opt(None, "--workers", help="Loader threads.",
+                                      panel="Runtime"),
+        steps_per_epoch: Optional[int] = _opt(None, "--steps-per-epoch", panel="Runtime"),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run from its last "
+                                    "completed epoch.", rich_help_panel="Runtime"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run.",
+                                       rich_help_panel="Runtime"),
+    ) -> None:
+        """Fine-tune a pretrained backbone on DATA_DIR; writes models/<name>/."""
+        flags = {k: v for k, v in locals().items() if k not in ("config",) and v is not None}
+        flags["data_dir"] = str(data_dir) if data_dir else None
+        if ensemble:
+            flags["ensemble"] = tuple(s.strip() for s in ensemble.split(",") if s.strip())
+        if backend:
+            os.environ["KERAS_BACKEND"] = backend       # before Keras is imported
+        from edgeclf.train import TrainConfig, train
+
+        flags["resume"], flags["overwrite"] = resume or None, overwrite or None
+        cfg = (TrainConfig.from_file(config, **flags) if config else
+               TrainConfig.from_dict({}, **flags))
+        if cfg.resume and cfg.data_dir is None:
+            cfg = _with_saved_data_dir(cfg)
+        result = train(cfg, progress=ProgressView())
+        print_metrics(result)
+        next_step(f"edgeclf export {result.run_dir} --format onnx")
+
+
+def _with_saved_data_dir(cfg):  # noqa: ANN001, ANN202
+    import dataclasses
+
+    from edgeclf.fsutil import read_json
+    from edgeclf.run import RunPaths
+
+    resolved = cfg.resolve()
+    paths = RunPaths(Path(resolved.out) / resolved.name).require()
+    saved = read_json(paths.run_json).get("config", {})
+    return dataclasses.replace(cfg, data_dir=saved.get("data_dir"))
