@@ -311,11 +311,14 @@ def evaluate(target: str | Path, *, split: str = "test", data: str | Path | None
     if run is not None and target.resolve() == run.root.resolve():
         runner = open_model(_checkpoint_of(run), labels=label_list or run.read_labels(),
                             contract=_run_contract(run))
-    else:
-        contract = _run_contract(run) if run is not None else None
-        if label_list is None and run is not None:
-            label_list = run.read_labels()
-        runner = open_model(target, labels=label_list, contract=contract)
+    else:  # what the file carries, as the deployed predictor sees it; else the run's
+        try:
+            runner = open_model(target, labels=label_list)
+        except ModelError:
+            if run is None:
+                raise
+            runner = open_model(target, labels=label_list or run.read_labels(),
+                                contract=_run_contract(run))
     if data is not None:
         images = load_folder_images(data, runner.labels, runner.contract,
                                     max_images=max_images)
@@ -366,7 +369,9 @@ def write_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
 def _run_of(target: Path) -> RunPaths | None:
     """The run a target belongs to: itself, or ``RUN`` for ``RUN/export/<artifact>`` and
     ``RUN/checkpoints/<file>.keras``."""
-    for cand in (target, target.parent.parent):
+    cands = [target] + ([target.parent.parent]
+                        if target.parent.name in ("export", "checkpoints") else [])
+    for cand in cands:
         if (cand / "run.json").is_file():
             return RunPaths(cand)
     if target.exists() and target.is_dir() and not (target / "saved_model.pb").is_file():
