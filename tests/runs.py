@@ -32,7 +32,7 @@ from edgeclf.run import RunPaths  # noqa: E402
 from edgeclf.runtime.contract import Contract  # noqa: E402
 from edgeclf.runtime.preprocess import preprocess_batch  # noqa: E402
 
-BACKBONES = ("mobilenetv2", "efficientnet", "resnet", "vgg")
+BACKBONES = ("tiny", "mobilenetv2", "efficientnet", "resnet", "vgg")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -60,7 +60,14 @@ def build_model(backbone: str, image_size: int, n_classes: int, *, seed: int = 0
     keras.utils.set_random_seed(seed)
     shape = (image_size, image_size, 3)
     inputs = keras.Input(shape=shape, name="image", dtype="float32")
-    if backbone == "mobilenetv2":
+    if backbone == "tiny":   # seconds to build and convert: for error-path tests
+        x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inputs)
+        base = keras.Sequential([
+            layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False),
+            layers.BatchNormalization(), layers.ReLU(6.0),
+            layers.DepthwiseConv2D(3, padding="same"), layers.Conv2D(16, 1),
+            layers.BatchNormalization(), layers.ReLU()], name="tiny_backbone")
+    elif backbone == "mobilenetv2":
         x = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(inputs)
         base = keras.applications.MobileNetV2(input_shape=shape, alpha=0.35,
                                               include_top=False, weights=None)
