@@ -58,7 +58,9 @@ class Context:
         return list(dict.fromkeys(roots))
 
     def train_argv(self) -> list[str]:
-        return ["edgeclf", "train", self.data_root or "DATA_DIR", "--name", self.name]
+        out = self.paths.root.parent
+        return (["edgeclf", "train", self.data_root or "DATA_DIR", "--name", self.name]
+                + ([] if out == Path("models") else ["--out", str(out)]))
 
 
 def load_context(paths: RunPaths, run_arg: str) -> Context:

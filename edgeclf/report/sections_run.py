@@ -129,9 +129,15 @@ def training(ctx: Context) -> Section:
     status = "problem" if problems else "done" if metrics is not None else "partial"
     if metrics is None and not problems:
         owner = lock_owner(ctx.paths)
-        body.append(note(f"training is running (pid {owner.get('pid')})") if owner else
-                    not_run(*ctx.train_argv(), "--resume",
-                            what="training did not finish (interrupted?); resume it"))
+        if owner:
+            body.append(note(f"training is running (pid {owner.get('pid')})"))
+        elif ctx.paths.state.is_file():
+            body.append(not_run(*ctx.train_argv(), "--resume",
+                                what="training did not finish (interrupted?); resume it"))
+        else:
+            body.append(not_run(*ctx.train_argv(), "--overwrite",
+                                what="training stopped before its first epoch was saved; "
+                                     "start it again"))
     if history is not None:
         body.append(_curves(history))
         body.append(_phase_table(history))

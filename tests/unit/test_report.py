@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def test_only_run_json_says_not_run_yet(tmp_path):
     html = render_report(run)
     for sid, cmd in (("export", f"edgeclf export {run}"), ("parity", f"edgeclf parity {run}"),
                      ("bench", f"edgeclf bench {run}"), ("evaluation", f"edgeclf eval {run}"),
-                     ("training", f"edgeclf train {tmp_path / 'data'} --name fresh"),
+                     ("training", f"edgeclf train {tmp_path / 'data'} --name fresh --out "
+                                  f"{run.parent}"),
                      ("dataset", "edgeclf train")):
         body = _section(html, sid)
         assert body.startswith("not-run|") and "not run yet" in body, sid
@@ -196,3 +198,19 @@ def test_cli_writes_report_and_errors_cleanly(tmp_path):
     assert str(run / "report.html") in result.output.replace("\n", "")
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
     assert bad.exit_code == 1 and "Error:" in bad.output
+
+
+def test_interrupted_training_says_how_to_continue(tmp_path):
+    from edgeclf.run import RunPaths, run_lock
+
+    run = make_full_run(tmp_path)
+    (run / "metrics.json").unlink()
+    training = _section(render_report(run), "training")
+    assert training.startswith("partial|") and "--overwrite" in training
+    (run / "checkpoints" / "state.json").write_text('{"global_epoch": 2}')
+    training = _section(render_report(run), "training")
+    assert "training did not finish (interrupted?); resume it" in training
+    assert f"--name demo-run --out {run.parent} --resume" in training
+    with run_lock(RunPaths(run)):
+        assert f"training is running (pid {os.getpid()})" in _section(render_report(run),
+                                                                        "training")
