@@ -112,14 +112,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if mode == "RGB":
         return img
     if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        arr = np.asarray(img, dtype=np.float64)
+        with np.errstate(all="ignore"):  # corrupt float data: NaN/inf become 0 below
+            arr = np.asarray(img, dtype=np.float64)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
         if mode.startswith("I;16"):
             arr = arr / 257.0  # always 16-bit: a dark image must stay dark
-        elif mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+        elif mode == "F" and arr.size and arr.max() <= 1.0:
             arr = arr * 255.0
         elif mode == "I" and arr.size and arr.max() > 255:
             arr = arr / 257.0
-        arr = np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
+        arr = np.clip(arr, 0, 255).round().astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
             mode == "P" and "transparency" in img.info):

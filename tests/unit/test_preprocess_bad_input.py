@@ -175,3 +175,14 @@ def test_crop_box_rounding_stays_inside_the_image():
     # Pillow refused it ("box offset can't be negative"); found by the fuzz test
     img = Image.fromarray(np.zeros((13, 15, 3), np.uint8))
     assert preprocess(img, Contract(size=(13, 15), resize="crop")).shape == (13, 15, 3)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_float_image_with_nan_and_inf():
+    # a 32-bit float TIFF with NaN/inf (corrupt scientific data): no warning, NaN/inf -> 0
+    arr = np.tile(np.array([[np.nan, np.inf], [-np.inf, 0.5]], np.float32), (8, 8))
+    buf = io.BytesIO()
+    Image.fromarray(arr, "F").save(buf, format="TIFF")
+    out = preprocess(buf.getvalue(), Contract(size=(16, 16), resize="squash",
+                                               interpolation="nearest"))
+    assert set(np.unique(out)) <= {0, 128}  # 0.5 in a 0..1 float image is mid-grey
