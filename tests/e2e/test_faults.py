@@ -6,6 +6,7 @@ then reruns and checks that nothing partial is mistaken for finished work.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,3 +74,82 @@ def test_kill9_during_decode_cache_build_then_rerun_rebuilds(shapes_dir, tmp_pat
         rel = cache.relpaths[i]
         np.testing.assert_array_equal(cache.images[i], preprocess(shapes_dir / rel, CONTRACT))
     assert not load_or_build(dataset, CONTRACT, workers=1, root=root).built
+
+
+TRAIN_AND_STALL = textwrap.dedent("""
+    import sys, time
+    from edgeclf.train import train
+    from edgeclf.train.config import TrainConfig
+
+    def stall(ev):                    # mid-epoch 2: after its second batch, stop and wait
+        if ev.kind == "step" and ev.epoch == 2 and ev.step == 2:
+            print(f"mid-epoch {ev.epoch} step {ev.step}/{ev.steps}", flush=True)
+            time.sleep(300)
+
+    data, out, name, epochs = sys.argv[1:5]
+    train(TrainConfig(data_dir=data, out=out, name=name, backbone="mobilenetv2_0.35",
+                      weights="none", image_size=32, epochs=int(epochs), strategy="fine-tune",
+                      augment=False, batch_size=16, workers=1, patience=100), progress=stall)
+""")
+CHECK_BEST = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from edgeclf.train.model import load_checkpoint   # safe mode: built-in layers only
+    model = load_checkpoint(sys.argv[1])
+    probs = np.asarray(model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0))
+    print("best.keras", probs.shape, bool(np.allclose(probs.sum(1), 1, atol=1e-4)))
+""")
+
+
+def _edgeclf(*args: object, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeclf", *map(str, args)], text=True,
+                          capture_output=True, timeout=timeout,
+                          env={**os.environ, "KERAS_BACKEND": "tensorflow", "COLUMNS": "200"})
+
+
+def _python(script: str, *args: object, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], text=True,
+                          capture_output=True, timeout=timeout,
+                          env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+
+
+def test_kill9_mid_epoch_then_resume_reaches_all_epochs(shapes_dir, tmp_path):
+    """A real training process killed mid-epoch 2: a second process meanwhile is refused;
+    ``--resume`` continues from epoch 1 and ends with every epoch and a valid best.keras."""
+    from edgeclf.report.html import render_report
+    from edgeclf.run import RunPaths, lock_owner
+
+    epochs, out = 2, tmp_path / "models"
+    paths = RunPaths(out / "r")
+    proc = _start(TRAIN_AND_STALL, shapes_dir, out, "r", epochs,
+                  env={"KERAS_BACKEND": "tensorflow"})
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith("mid-epoch")):
+        line = proc.stdout.readline()
+        if not line:                                    # exited without reaching the point
+            pytest.fail("training ended before mid-epoch 2:\n" + "".join(lines[-30:]))
+        lines.append(line)
+    assert lines[-1].startswith("mid-epoch 2 step 2/")
+
+    resume = ("train", "--name", "r", "--out", out, "--resume", "--workers", 1)
+    refused = _edgeclf(*resume)                          # a second train on the same run
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "in use by another edgeclf process" in refused.stderr
+    assert f"pid {proc.pid}" in refused.stderr and lock_owner(paths)["pid"] == proc.pid
+
+    _kill9(proc)
+    assert lock_owner(paths) is None and not paths.metrics.exists()
+    assert json.loads(paths.state.read_text())["global_epoch"] == 1
+    assert "training did not finish (interrupted?); resume it" in render_report(paths.root)
+
+    resumed = _edgeclf(*resume)                          # the same command, now alone
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-3000:]
+    state = json.loads(paths.state.read_text())
+    assert state["global_epoch"] == epochs
+    epochs_logged = [int(r.split(",")[0]) for r in paths.history.read_text().splitlines()[1:]]
+    assert epochs_logged == list(range(1, epochs + 1))  # no epoch lost or repeated
+    metrics = json.loads(paths.metrics.read_text())
+    assert 1 <= metrics["best_epoch"] <= epochs and metrics["test"]["n"] > 0
+    assert not [p for p in paths.checkpoints.iterdir() if ".partial" in p.name]
+    check = _python(CHECK_BEST, paths.best)
+    assert check.returncode == 0 and "best.keras (2, 5) True" in check.stdout, check.stderr
