@@ -194,3 +194,25 @@ def test_checkpoint_changed_since_export_is_refused(run, tmp_path):
     mine.paths.manifest.write_text(json.dumps(manifest))
     with pytest.raises(RunError, match="changed since export"):
         check_parity(mine.root)
+
+
+def test_fixed_batch_tflite_runs_image_by_image_and_says_so(run, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from edgeclf.runtime.metadata import build_metadata, embed_tflite
+    from tests.unit.test_parity_support import entry
+
+    mine = copy_run(run, tmp_path)
+    model = build_model(len(mine.classes), batch_size=1)      # input (1, H, W, 3)
+    model.set_weights(keras.saving.load_model(mine.paths.best, compile=False).get_weights())
+    path = mine.paths.export_dir / "fixed.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    embed_tflite(path, build_metadata(mine.classes, mine.contract))
+    manifest = json.loads(mine.paths.manifest.read_text())
+    manifest["artifacts"] = [entry(path, "tflite", "none")]
+    mine.paths.manifest.write_text(json.dumps(manifest))
+    (row,) = check_parity(mine.root).artifacts
+    assert row.passed, (row.breaches, row.error)
+    assert row.batch["mode"].startswith("fixed batch 1") and "image by image" in row.batch["mode"]
+    assert row.batch["sizes"] == [1, 16] and row.batch["agreement"] == 1.0

@@ -44,12 +44,14 @@ class ExportedRun:
         return self.paths.root
 
 
-def build_model(n_classes: int, *, scale: float = 1 / 127.5, offset: float = -1.0, seed: int = 0):
+def build_model(n_classes: int, *, scale: float = 1 / 127.5, offset: float = -1.0, seed: int = 0,
+                batch_size: int | None = None):
     import keras
     from keras import layers
 
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape=(SIZE, SIZE, 3), name="image", dtype="float32")
+    inputs = keras.Input(shape=(SIZE, SIZE, 3), name="image", dtype="float32",
+                         batch_size=batch_size)
     x = layers.Rescaling(scale, offset=offset, name="normalise")(inputs)
     x = layers.Conv2D(12, 3, strides=2, activation="relu", name="conv1")(x)
     x = layers.Conv2D(24, 3, strides=2, activation="relu", name="conv2")(x)
