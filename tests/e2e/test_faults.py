@@ -153,3 +153,63 @@ def test_kill9_mid_epoch_then_resume_reaches_all_epochs(shapes_dir, tmp_path):
     assert not [p for p in paths.checkpoints.iterdir() if ".partial" in p.name]
     check = _python(CHECK_BEST, paths.best)
     assert check.returncode == 0 and "best.keras (2, 5) True" in check.stdout, check.stderr
+
+
+EXPORT_AND_STALL = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[2])                       # the checkout, for tests.runs
+    from tests.runs import make_trained_run
+    from edgeclf import export as export_pkg
+    from edgeclf.export import ExportConfig, export_run
+
+    run = make_trained_run(Path(sys.argv[1]), backbone="tiny", image_size=32, epochs=2,
+                           name="r")
+    spec = export_pkg.FORMATS["tflite"]
+
+    def write_then_stall(ctx, path, quantization):   # the file is complete, not renamed yet
+        info = spec.export(ctx, path, quantization)
+        print("written", path, flush=True)
+        time.sleep(300)
+        return info
+
+    export_pkg.FORMATS["tflite"] = type(spec)(**{**spec.__dict__, "export": write_then_stall})
+    export_run(run.root, ExportConfig(formats=("onnx", "tflite")))
+""")
+
+
+def test_kill9_during_export_then_rerun(tmp_path):
+    """An export killed while its second artifact sits written but not renamed: the manifest
+    holds only the finished artifact, and rerunning the command finishes the job."""
+    from edgeclf.report.html import render_report
+    from edgeclf.run import RunPaths, lock_owner
+    from edgeclf.runtime.manifest import load_manifest, verify_artifact
+
+    root = Path(__file__).resolve().parents[2]
+    proc = _start(EXPORT_AND_STALL, tmp_path, root, env={"KERAS_BACKEND": "tensorflow"})
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith("written ")):
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail("export ended before the stall point:\n" + "".join(lines[-30:]))
+        lines.append(line)
+    partial = Path(lines[-1].split(" ", 1)[1].strip())
+    assert partial.is_file() and partial.stat().st_size > 0
+    _kill9(proc)
+
+    paths = RunPaths(tmp_path / "r")
+    manifest = load_manifest(paths.export_dir)
+    assert [a["file"] for a in manifest["artifacts"]] == ["model.onnx"]
+    verify_artifact(paths.export_dir, manifest["artifacts"][0])       # finished and intact
+    assert not (paths.export_dir / "model.tflite").exists() and lock_owner(paths) is None
+
+    rerun = _edgeclf("export", paths.root, "--format", "onnx", "--format", "tflite")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr[-3000:]
+    manifest = load_manifest(paths.export_dir)
+    assert sorted(a["file"] for a in manifest["artifacts"]) == ["model.onnx", "model.tflite"]
+    for entry in manifest["artifacts"]:
+        verify_artifact(paths.export_dir, entry)
+    assert not partial.exists()
+    assert not [p.name for p in paths.export_dir.iterdir() if ".partial" in p.name]
+    export_html = render_report(paths.root).split('<section id="export"', 1)[1]
+    assert "model.tflite" in export_html.split("</section>", 1)[0]
