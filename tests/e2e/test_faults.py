@@ -178,22 +178,42 @@ EXPORT_AND_STALL = textwrap.dedent("""
 """)
 
 
-def test_kill9_during_export_then_rerun(tmp_path):
+BENCH_AND_STALL = textwrap.dedent("""
+    import sys, time
+    from edgeclf.bench import BenchConfig, run_bench, save_bench
+
+    def stall(i, n, what):             # the first job measured, the second about to start
+        if i == 1:
+            print("measured", i, "of", n, flush=True)
+            time.sleep(300)
+
+    cfg = BenchConfig(formats=("onnx", "tflite"), batch_sizes=(1,), threads=(1,), warmup=1,
+                      runs=3, baselines=False)
+    save_bench(run_bench(sys.argv[1], cfg, progress=stall), sys.argv[1])
+""")
+
+
+def _run_until(proc: subprocess.Popen, prefix: str) -> str:
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith(prefix)):
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"ended before {prefix!r}:\n" + "".join(lines[-30:]))
+        lines.append(line)
+    return lines[-1]
+
+
+def test_kill9_during_export_and_bench_then_rerun(tmp_path):
     """An export killed while its second artifact sits written but not renamed: the manifest
-    holds only the finished artifact, and rerunning the command finishes the job."""
+    holds only the finished artifact, and rerunning the command finishes the job. Then a
+    bench killed half-way: no bench.json (or the previous one, unchanged); rerun appends."""
     from edgeclf.report.html import render_report
     from edgeclf.run import RunPaths, lock_owner
     from edgeclf.runtime.manifest import load_manifest, verify_artifact
 
     root = Path(__file__).resolve().parents[2]
     proc = _start(EXPORT_AND_STALL, tmp_path, root, env={"KERAS_BACKEND": "tensorflow"})
-    lines: list[str] = []
-    while not (lines and lines[-1].startswith("written ")):
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail("export ended before the stall point:\n" + "".join(lines[-30:]))
-        lines.append(line)
-    partial = Path(lines[-1].split(" ", 1)[1].strip())
+    partial = Path(_run_until(proc, "written ").split(" ", 1)[1].strip())
     assert partial.is_file() and partial.stat().st_size > 0
     _kill9(proc)
 
@@ -213,3 +233,21 @@ def test_kill9_during_export_then_rerun(tmp_path):
     assert not [p.name for p in paths.export_dir.iterdir() if ".partial" in p.name]
     export_html = render_report(paths.root).split('<section id="export"', 1)[1]
     assert "model.tflite" in export_html.split("</section>", 1)[0]
+
+    bench = ("bench", paths.root, "--formats", "onnx,tflite", "--batch-sizes", "1",
+             "--threads", "1", "--warmup", "1", "--runs", "3", "--no-baselines")
+    for history in (0, 1):           # killed with no bench.json yet, then with one run in it
+        proc = _start(BENCH_AND_STALL, paths.root)
+        _run_until(proc, "measured 1 of 2")
+        _kill9(proc)
+        if history:                   # the earlier history is intact, nothing half-appended
+            assert len(json.loads(paths.bench_json.read_text())["runs"]) == history
+        else:
+            assert not paths.bench_json.exists()
+        rerun = _edgeclf(*bench)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr[-3000:]
+        runs = json.loads(paths.bench_json.read_text())["runs"]
+        assert len(runs) == history + 1
+        assert {r["artifact"] for r in runs[-1]["results"] if r["status"] == "ok"} == \
+            {"model.onnx", "model.tflite"}
+    assert not [p.name for p in paths.root.iterdir() if ".partial" in p.name]
