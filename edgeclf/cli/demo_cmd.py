@@ -1,0 +1,48 @@
+"""`edgeclf demo`: the whole path on a generated dataset, in a few minutes on 2 cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, handle_errors, table
+
+STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
+
+
+@handle_errors
+def demo(
+    out: Path = typer.Option(Path("models"), help="Folder of runs."),
+    name: str = typer.Option("demo", help="Run name."),
+    data: Optional[Path] = typer.Option(None, help="Use this dataset folder instead of "
+                                        "generating one."),
+    weights: str = typer.Option("none", help="none | imagenet | PATH to a Keras .h5."),
+    backbone: str = typer.Option("mobilenetv2_0.35", help="See `edgeclf backbones`."),
+    image_size: int = typer.Option(64, help="Input size (small keeps the demo fast)."),
+    epochs: int = typer.Option(6, help="Training epochs."),
+) -> None:
+    """Train -> export -> parity -> bench -> predict -> report on a generated dataset."""
+    from edgeclf.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(out=out, name=name, data=data, weights=weights, backbone=backbone,
+                     image_size=image_size, epochs=epochs)
+
+    def show(stage) -> None:
+        colour = STYLE[stage.status]
+        console.print(f"[bold {colour}]{stage.name:8s} {stage.status}[/] "
+                      f"[dim]({stage.seconds:.1f}s)[/] {stage.summary}", highlight=False)
+
+    result = run_demo(cfg, on_stage=show)
+    console.print(table("edgeclf demo", ["stage", "status", "seconds"],
+                        [[s.name, f"[{STYLE[s.status]}]{s.status}", f"{s.seconds:.1f}"]
+                         for s in result.stages]))
+    console.print(f"Run: [bold]{result.run_dir}[/]; open {result.run_dir / 'report.html'}")
+    console.print(f"Try: [bold]edgeclf predict {result.run_dir} <image>[/]")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
