@@ -264,6 +264,10 @@ def export_one(ctx: ExportContext, export_dir: Path, fmt: str, quantization: str
     except EdgeclfError as e:
         log.error("%s (%s) failed: %s", fmt, quantization, e)
         return ArtifactResult(fmt, quantization, "failed", message=str(e))
+    except Exception as e:  # noqa: BLE001 - one failing converter must not stop the table
+        log.exception("%s (%s) failed unexpectedly", fmt, quantization)
+        return ArtifactResult(fmt, quantization, "failed",
+                              message=f"unexpected {type(e).__name__}: {e}")
     seconds = time.perf_counter() - t0
     calibration = ctx.calibration().to_dict() if quantization == "int8" else None
     entry = make_entry(export_dir=export_dir, path=final, fmt=fmt, quantization=quantization,

@@ -196,3 +196,30 @@ def test_onnx_metadata_travels_in_the_model(run_copy):
 
     assert meta["checkpoint_sha256"] == sha256_file(run_copy / "checkpoints" / "best.keras")
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+
+
+def test_one_failing_format_does_not_stop_the_others(run_copy, monkeypatch):
+    from edgeclf import export as export_pkg
+
+    def converter_bug(ctx, path, quantization):
+        raise RuntimeError("converter exploded")
+
+    spec = export_pkg.FORMATS["onnx"]
+    monkeypatch.setitem(export_pkg.FORMATS, "onnx",
+                        type(spec)(**{**spec.__dict__, "export": converter_bug}))
+    result = export_run(run_copy, ExportConfig(formats=("onnx", "savedmodel")))
+    status = {a.format: (a.status, a.message) for a in result.artifacts}
+    assert status["onnx"] == ("failed", "unexpected RuntimeError: converter exploded")
+    assert status["savedmodel"][0] == "ok" and not result.ok
+    (entry,) = load_manifest(run_copy / "export")["artifacts"]
+    assert entry["format"] == "savedmodel"
+    assert entry["outputs"] == [{"name": "probabilities", "shape": [None, 5],
+                                 "dtype": "float32"}]
+    from edgeclf.runtime.metadata import read_savedmodel_assets
+
+    assert read_savedmodel_assets(run_copy / "export" / "saved_model")["labels"] == \
+        result_labels(run_copy)
+
+
+def result_labels(run_dir) -> list[str]:
+    return (run_dir / "labels.txt").read_text().split()

@@ -1,0 +1,49 @@
+"""EfficientNet and ResNet (weights=None, trained a few steps on real flower photos)
+exported to every format (float32, plus int8 ONNX and TFLite) and checked against Keras.
+
+Heavy: several minutes per backbone on a 2-core machine (ResNet50V2 has 23M parameters),
+so they run only when asked for: ``pytest -m slow tests/e2e/test_export_families.py`` or
+``EDGECLF_SLOW=1``. MobileNetV2 is covered in the default suite by test_export_flowers.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from edgeclf.export import ExportConfig, export_run
+from edgeclf.runtime.manifest import load_manifest
+
+from .test_export_flowers import CALIBRATION, check_against_keras, reference
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared]
+FAMILIES = ("efficientnet", "resnet")
+
+
+@pytest.fixture(autouse=True)
+def _only_when_asked(request):
+    asked = "slow" in (request.config.getoption("markexpr") or "")
+    if not (asked or os.environ.get("EDGECLF_SLOW")):
+        pytest.skip("heavy (minutes per backbone on 2 cores): run with -m slow or "
+                    "EDGECLF_SLOW=1")
+
+
+@pytest.mark.parametrize("backbone", FAMILIES)
+def test_family_exports_to_every_format_and_matches_keras(backbone, shared_dir, tmp_path):
+    from tests.runs import make_trained_run
+
+    run = make_trained_run(tmp_path, backbone=backbone, image_size=32,
+                           data_dir=shared_dir / "data" / "flowers", per_class=12, epochs=6)
+    images, ref = reference(run)
+    assert ref.max(axis=1).mean() > 0.5, "the trained model is still near-uniform"
+    result = export_run(run.root, ExportConfig(formats=("all",),
+                                               quantizations=("none", "int8"),
+                                               calibration_size=CALIBRATION))
+    assert result.ok, [a.message for a in result.artifacts if a.status != "ok"]
+    entries = load_manifest(run.paths.export_dir)["artifacts"]
+    assert {(e["format"], e["quantization"]) for e in entries} == {
+        ("savedmodel", "none"), ("onnx", "none"), ("onnx", "int8"), ("tflite", "none"),
+        ("tflite", "int8")}
+    for entry in entries:
+        check_against_keras(run, entry, images, ref)
