@@ -115,3 +115,16 @@ def test_float32_artifact_equals_keras_checkpoint(exported, keras_probs, fmt):
     assert (probs.argmax(axis=1) == keras_probs.argmax(axis=1)).all()
     top = p.predict(exported.files[0])[0]
     assert top.label == exported.classes[int(keras_probs[0].argmax())]
+
+
+def test_int8_tflite_from_the_exporter_is_quantized_for_the_caller(exported, keras_probs):
+    from edgeclf.export import ExportConfig, export_run
+
+    export_run(exported.root, ExportConfig(formats=("tflite",), quantizations=("int8",)))
+    p = Predictor.from_path(exported.root, format="tflite", quantization="int8")
+    assert p.input_dtype == np.uint8 and p.quantization == "int8"
+    probs = p.predict_proba(exported.files)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    # 8-bit weights and activations: close to the float model, not equal
+    assert np.abs(probs - keras_probs).max() < 0.1
+    assert (probs.argmax(axis=1) == keras_probs.argmax(axis=1)).mean() >= 0.75
