@@ -59,3 +59,15 @@ print(json.dumps([p.predict({str(coral / "parrot.jpg")!r})[0].label, p.provider]
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["macaw", "litert-cpu"]
+
+
+def test_tflite_predictor_is_thread_safe(coral):
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = Predictor.from_path(coral / MODELS[0], labels=coral / "imagenet_labels.txt")
+    photos = [coral / f for f in PHOTOS]
+    want = p.predict_proba(photos)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: p.predict_proba(photos), range(8)))
+    for r in results:
+        np.testing.assert_array_equal(r, want)
