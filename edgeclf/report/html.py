@@ -139,8 +139,14 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def refresh_report(run_dir: str | Path) -> Path | None:
-    """Rewrite the report after a stage finished; never raises (logs a warning instead)."""
+    """Rewrite the report after a stage finished; never raises (logs a warning instead).
+
+    A folder that is not a run (e.g. ``bench``'s output for a bare model file) is skipped
+    quietly, so every stage can call this unconditionally."""
     try:
+        if not RunPaths(Path(run_dir)).run_json.is_file():
+            log.debug("no report for %s: not an edgeclf run (no run.json)", run_dir)
+            return None
         return write_report(run_dir)
     except Exception as exc:  # a report must never fail the stage that just succeeded
         log.warning("could not refresh %s/report.html: %s", run_dir, exc)

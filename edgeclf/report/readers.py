@@ -87,6 +87,8 @@ def fmt(value: Any, digits: int = 4) -> str:
         return "—" if value is None or value == "" else str(value)
     if f == int(f) and abs(f) < 1e15 and not isinstance(value, float):
         return str(int(f))
+    if abs(f) >= 10 ** digits:      # 11887.4 -> "11,887", not "1.189e+04"
+        return f"{f:,.0f}"
     return f"{f:.{digits}g}"
 
 

@@ -170,11 +170,14 @@ def test_not_a_run_raises_and_refresh_never_raises(tmp_path, caplog):
     with pytest.raises(RunError):
         write_report(tmp_path / "nope")
     with caplog.at_level(logging.WARNING):
-        assert refresh_report(tmp_path / "nope") is None
-    assert "could not refresh" in caplog.text
+        assert refresh_report(tmp_path / "nope") is None   # not a run: skipped quietly
+        assert refresh_report(tmp_path) is None
+    assert caplog.text == ""
     run = make_full_run(tmp_path)
     (run / "report.html").mkdir()                        # cannot be replaced by a file
-    assert refresh_report(run) is None
+    with caplog.at_level(logging.WARNING):
+        assert refresh_report(run) is None
+    assert "could not refresh" in caplog.text and "is a directory" in caplog.text
     assert refresh_report(run.parent / "demo-run") is None
     assert [p.name for p in run.iterdir() if ".partial" in p.name] == []
 
