@@ -223,3 +223,41 @@ def test_one_failing_format_does_not_stop_the_others(run_copy, monkeypatch):
 
 def result_labels(run_dir) -> list[str]:
     return (run_dir / "labels.txt").read_text().split()
+
+
+JAX_SAVE = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import keras, numpy as np
+sys.path.insert(0, sys.argv[2])
+from tests.runs import build_model
+assert keras.backend.backend() == "jax"
+model = build_model("tiny", 32, 5, seed=1)
+model.save(sys.argv[1])
+x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype("float32")
+np.save(sys.argv[1] + ".x.npy", x)
+np.save(sys.argv[1] + ".y.npy", np.asarray(model.predict(x, verbose=0)))
+"""
+
+
+def test_checkpoint_saved_under_jax_exports_under_tensorflow(run_copy, tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    from pathlib import Path
+
+    ckpt = tmp_path / "jax.keras"
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", JAX_SAVE, str(ckpt), str(root)], check=True,
+                   env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True)
+    result = export_run(run_copy, ExportConfig(formats=("onnx",), checkpoint=str(ckpt)))
+    assert result.ok
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(run_copy / "export" / "model.onnx"))
+    x = np.load(str(ckpt) + ".x.npy")
+    np.testing.assert_allclose(sess.run(None, {"image": x})[0],
+                               np.load(str(ckpt) + ".y.npy"), atol=1e-5)
+    entry = load_manifest(run_copy / "export")["artifacts"][0]
+    assert entry["checkpoint"]["file"] == str(ckpt.resolve())
