@@ -42,8 +42,8 @@ CSS = """
 :root { --fg:#1d2330; --muted:#667085; --line:#e4e7ec; --bg:#f7f8fa; --ok:#1a7f37;
         --bad:#c4320a; --warn:#9a6700; --accent:#2f5bd3; }
 * { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
-       color:var(--fg); background:var(--bg); }
+body { margin:0; color:var(--fg); background:var(--bg);
+       font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; }
 header { background:#fff; border-bottom:1px solid var(--line); padding:18px 32px; }
 header h1 { margin:0 0 4px; font-size:22px; }
 header .sub { color:var(--muted); }

@@ -7,8 +7,7 @@ from typing import Any
 from . import plots
 from .context import Context, Section
 from .images import data_uri, png_file_uri, thumbnail_uri
-from .markup import (Raw, badge, details, e, img, join, kv_table, not_run, note, problem,
-                     table, tag)
+from .markup import Raw, badge, details, img, join, kv_table, not_run, note, problem, table
 from .readers import (as_dict, as_list, fmt, fmt_bytes, fmt_pct, fmt_points, num, pick,
                       read_json_object)
 
@@ -99,7 +98,8 @@ def _parity_row(a: dict, ref_acc: float | None) -> list[Any]:
     return [pick(a, "file", default="?"), pick(a, "format", default="?"),
             pick(a, "quantization", default="?"), fmt_pct(pick(a, "agreement")),
             fmt(pick(a, "max_abs_diff"), 3), fmt(pick(a, "mean_abs_diff"), 3),
-            fmt_pct(acc), change, fmt(pick(a, "n_flipped", default=len(as_list(pick(a, "flipped"))))),
+            fmt_pct(acc), change,
+            fmt(pick(a, "n_flipped", default=len(as_list(pick(a, "flipped"))))),
             result]
 
 

@@ -11,8 +11,8 @@ from . import plots
 from .context import Context, Section
 from .images import data_uri
 from .markup import Raw, details, e, img, join, kv_table, not_run, note, problem, table, tag
-from .readers import (History, ReportDataError, as_dict, as_list, fmt, fmt_bytes, fmt_pct, num, pick,
-                      read_history, read_json_object, read_tolerant)
+from .readers import (History, ReportDataError, as_dict, as_list, fmt, fmt_bytes, fmt_pct,
+                      num, pick, read_history, read_json_object, read_tolerant)
 
 #: Classes/problem rows shown before the rest is folded away.
 SHOW_ROWS = 25

@@ -99,7 +99,8 @@ def test_odd_files_are_reported_in_their_section(tmp_path, caplog):
     assert "parity.json cannot be read" in _section(html, "parity")
     assert "lists no artifacts" in _section(html, "export")
     training = _section(html, "training")
-    assert "metrics.json holds a JSON list" in training and "history.csv has no header row" in training
+    assert "metrics.json holds a JSON list" in training
+    assert "history.csv has no header row" in training
     assert "best.keras" in training                        # what could be read is still shown
     ev = _section(html, "evaluation")
     assert ev.startswith("problem|") and "metrics.json holds a JSON list" in ev
