@@ -35,20 +35,31 @@ class ProgressView:
             self.bar.start()
             self.task = self.bar.add_task(f"phase {ev.phase} epoch {ev.epoch}/{ev.epochs}",
                                           total=ev.steps, info="")
+        elif ev.kind == "features":
+            if self.task is None:
+                self.bar.start()
+                self.task = self.bar.add_task("features", total=ev.steps, info="")
+            self.bar.update(self.task, completed=ev.step)
+            if ev.step >= ev.steps:
+                self._close()
         elif ev.kind == "step" and self.task is not None:
             self.bar.update(self.task, completed=ev.step,
                             info=f"loss {ev.logs['loss']:.3f} acc {ev.logs['accuracy']:.3f}")
         elif ev.kind == "epoch_end":
-            if self.task is not None:
-                self.bar.remove_task(self.task)
-                self.task = None
-            self.bar.stop()
+            self._close()
             r = ev.logs
             err_console.print(
                 f"  phase {r['phase']} epoch {ev.epoch}/{ev.epochs}: loss {r['loss']:.4f} "
                 f"acc {r['accuracy']:.4f} val_loss {r['val_loss']:.4f} val_acc "
                 f"{r['val_accuracy']:.4f} ({r['images_per_second']:.0f} img/s, "
                 f"input wait {100 * r['input_wait']:.0f}%)", highlight=False)
+
+
+    def _close(self) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+        self.bar.stop()
 
 
 def print_metrics(result) -> None:  # noqa: ANN001 - edgeclf.train.TrainResult

@@ -152,8 +152,12 @@ def _linear_probe(sess: Session, cfg: TrainConfig, data: RunData) -> None:
                              weights_id(cfg.weights), cfg.mixed_precision)
     _emit(sess.progress, f"linear probe: pooled features of {len(rows)} images")
     t0 = time.perf_counter()
+    def tick(done: int, total: int) -> None:
+        sess.emit(ProgressEvent("features", phase=1, step=done, steps=total))
+
     all_feats = feats.cached_features(feature_model(model), data.cache, rows, key,
-                                      batch_size=sess.train.batch_size, workers=cfg.workers)
+                                      batch_size=sess.train.batch_size, workers=cfg.workers,
+                                      progress=tick)
     n_tr, n_va = len(data.rows["train"]), len(data.rows["val"])
     x_tr, x_va = all_feats[:n_tr], all_feats[n_tr:n_tr + n_va]
     head = build_head_model(all_feats.shape[1], len(data.classes), head=cfg.head,

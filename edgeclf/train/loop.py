@@ -36,7 +36,7 @@ HISTORY_FIELDS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accurac
 class ProgressEvent:
     """What the library reports while it trains (the CLI draws it)."""
 
-    kind: str                      # stage | epoch_start | step | epoch_end | done
+    kind: str                  # stage | features | epoch_start | step | epoch_end | done
     message: str = ""
     phase: int = 0
     epoch: int = 0
