@@ -41,10 +41,17 @@ def quantize_onnx(ctx: "ExportContext", src: Path, dst: Path, quantization: str)
     raise ExportError(f"onnx has no quantization {quantization!r}")
 
 
-def _float_ops_nodes(path: Path) -> list[str]:
+def _float_ops_nodes(path: Path, *, depthwise: bool = False) -> list[str]:
+    """Nodes to keep in float: the final Softmax, and (``depthwise``) grouped convs."""
     onnx = import_onnx()
     model = onnx.load(str(path))
-    return [n.name for n in model.graph.node if n.op_type in KEEP_FLOAT_OPS]
+    return [n.name for n in model.graph.node
+            if n.op_type in KEEP_FLOAT_OPS or (depthwise and _is_grouped_conv(n))]
+
+
+def _is_grouped_conv(node) -> bool:
+    return node.op_type == "Conv" and any(a.name == "group" and a.i > 1
+                                          for a in node.attribute)
 
 
 class _Reader:
@@ -105,16 +112,20 @@ def quantize_int8(src: Path, dst: Path, calibration: "CalibrationSet", work_dir:
 
 def quantize_dynamic(src: Path, dst: Path) -> dict:
     """Dynamic-range: int8 weights, activations quantized on the fly. Conv weights must
-    be uint8 for onnxruntime's CPU ConvInteger kernel."""
+    be uint8 for onnxruntime's CPU ConvInteger kernel. Depthwise (grouped) convolutions
+    stay float: dynamically quantized they wreck the model (MobileNetV2 on flowers: 34%
+    top-1 agreement with them, 97.5% without, at 0.29x instead of 0.27x the size)."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
     try:
         ort_quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8,
-                             per_channel=False, nodes_to_exclude=_float_ops_nodes(src))
+                             per_channel=False,
+                             nodes_to_exclude=_float_ops_nodes(src, depthwise=True))
     except Exception as e:  # onnxruntime's quantizer raises assorted types
         raise ExportError(f"ONNX dynamic quantization failed: {type(e).__name__}: {e}") from e
-    return {"onnx_quantization": {"mode": "dynamic", "weight_type": "QUInt8"}}
+    return {"onnx_quantization": {"mode": "dynamic", "weight_type": "QUInt8",
+                                  "float_ops": [*KEEP_FLOAT_OPS, "depthwise Conv"]}}
 
 
 def convert_float16(src: Path, dst: Path) -> dict:

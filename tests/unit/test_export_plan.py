@@ -145,3 +145,22 @@ def test_partials_of_a_killed_export_are_removed(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"finished")
     remove_partials(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_dynamic_onnx_keeps_depthwise_convs_and_softmax_in_float(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from edgeclf.export.onnx_quant import _float_ops_nodes
+
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="pointwise"),
+             helper.make_node("Conv", ["a", "w2"], ["b"], name="depthwise", group=8),
+             helper.make_node("Conv", ["b", "w3"], ["c"], name="plain", group=1),
+             helper.make_node("Softmax", ["c"], ["y"], name="softmax")]
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert _float_ops_nodes(path) == ["softmax"]
+    assert _float_ops_nodes(path, depthwise=True) == ["depthwise", "softmax"]
