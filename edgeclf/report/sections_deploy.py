@@ -162,8 +162,8 @@ def _machine(m: dict) -> str:
 
 
 #: (header, key, digits) of the latency table; a column appears when any row has a value.
-BENCH_COLUMNS = [("artifact", "artifact", 0), ("format", "format", 0),
-                 ("quantization", "quantization", 0), ("device", "device", 0),
+BENCH_COLUMNS = [("artifact", "artifact", 0), ("quantization", "quantization", 0),
+                 ("device", "device", 0),
                  ("provider", "provider", 0), ("mode", "mode", 0), ("batch", "batch_size", 0),
                  ("threads", "threads", 0), ("p50 ms", "p50_ms", 3), ("p90 ms", "p90_ms", 3),
                  ("p99 ms", "p99_ms", 3), ("images/s", "images_per_second", 4),
@@ -180,6 +180,11 @@ def _bench_table(results: list[dict]) -> Raw:
     for r in results:
         row: list[Any] = [fmt(pick(r, key), d) if d else pick(r, key, default="—")
                           for _, key, d in cols]
+        for i, (_, key, _d) in enumerate(cols):
+            if key == "provider" and isinstance(row[i], str):    # CPUExecutionProvider -> CPU
+                row[i] = row[i].removesuffix("ExecutionProvider") or row[i]
+            elif key == "speedup" and row[i] != "—":
+                row[i] = f"{row[i]}×"
         if pick(r, "status") == "failed" or pick(r, "error"):
             row[0] = join([str(row[0]), " ", badge(False, "failed")])
         rows.append(row)

@@ -129,24 +129,30 @@ def _confusion_rows(ctx: Context, ev: dict) -> list[tuple[str, str, Any, list]]:
 
 
 def _examples(ctx: Context, ev: dict | None) -> list[dict]:
-    """Misclassified test images, with where each list came from: ``eval.json``
-    ``misclassified`` when it has one, and the parity flips whose true class is known (an
-    image the reference or an artifact got wrong)."""
-    out = []
+    """Misclassified test images: ``eval.json``'s ``misclassified`` list when it has one,
+    else the parity flips whose true class is known (an image the reference or an artifact
+    got wrong), each image and wrong answer once."""
+    out: list[dict] = []
     for it in as_list(pick(ev, "misclassified", "errors", "mistakes")):
         if isinstance(it, dict) and _file_of(it):
             out.append({"file": _file_of(it), "true": pick(it, "true", "actual", "label"),
                         "predicted": pick(it, "predicted", "pred"), "by": "eval",
                         "confidence": num(pick(it, "confidence", "score", "probability"))})
+    if out:
+        return out
     try:
         parity = read_json_object(ctx.paths.parity) or {}
     except ReportDataError:
         parity = {}
+    seen: set[tuple[str, str]] = set()
     for art in as_list(pick(parity, "artifacts")):
         for f in as_list(pick(art, "flipped")):
             true = pick(f, "true")
             for who, key in (("Keras", "reference"), (pick(art, "file"), "artifact")):
-                if true is not None and pick(f, key) not in (None, true) and _file_of(f):
+                wrong = (_file_of(f), str(pick(f, key)))
+                if true is not None and pick(f, key) not in (None, true) and wrong[0] \
+                        and wrong not in seen:
+                    seen.add(wrong)
                     out.append({"file": _file_of(f), "true": true, "predicted": pick(f, key),
                                 "by": str(who), "confidence": num(pick(f, f"{key}_confidence"))})
     return out
@@ -197,7 +203,9 @@ def _misclassified(ctx: Context, ev: dict | None, examples: list[dict]) -> Raw:
         cards.append(Raw(f'<figure>{thumb}<figcaption><b>{e(caption)}</b><br>'
                          f'<span class="file">{e(it["file"])}{e(by)}</span></figcaption>'
                          "</figure>"))
-    out = [tag("h3", f"Misclassified test images ({len(examples)} listed; a few shown)")]
+    source = "edgeclf eval" if examples[0]["by"] == "eval" else "parity flips"
+    shown = f"; {len(cards)} shown" if len(cards) < len(examples) else ""
+    out = [tag("h3", f"Misclassified test images ({len(examples)} from {source}{shown})")]
     out.append(Raw('<div class="gallery">' + "".join(cards) + "</div>") if cards else
                note("none of the listed images could be found under the dataset root"))
     if missing:

@@ -46,6 +46,7 @@ def test_every_section_present_with_content(full):
     assert "skipped images</th><td>1 (missing" in ev and "macro F1" in ev
     # examples come from the parity flips: the int8 artifact's rose->tulip, Keras' tulip->rose
     assert ev.count('class="thumb"') == 4 and "by model.int8.onnx" in ev and "by Keras" in ev
+    assert "Misclassified test images (2 from parity flips)" in ev
     export = _section(html, "export")
     assert all(f in export for f in ("model.onnx", "model.int8.onnx", "model.tflite"))
     assert "0.28×" in export                               # int8 size vs float32
@@ -53,7 +54,7 @@ def test_every_section_present_with_content(full):
     assert parity.startswith("problem|") and "91.67%" in parity and "-8.33 pt" in parity
     assert "2 flipped image(s)" in parity and "accuracy drop 8.33 pt &gt; 1.0 pt" in parity
     bench = _section(html, "bench")
-    assert "CPUExecutionProvider" in bench and 'alt="latency plot"' in bench
+    assert "<td>CPU</td>" in bench and 'alt="latency plot"' in bench
     assert "earlier runs in bench.json</th><td>1<" in bench
     assert "not run yet" not in html
 
@@ -151,6 +152,7 @@ def test_misclassified_list_in_eval_json_missing_files_skipped(tmp_path):
     (run / "parity.json").unlink()
     ev_html = _section(render_report(run), "evaluation")
     assert "daisy → rose (61%)" in ev_html
+    assert "(3 from edgeclf eval; 1 shown)" in ev_html
     assert "2 listed image(s) missing or unreadable: skipped" in ev_html
     assert ev_html.count('class="thumb"') == 1
 
