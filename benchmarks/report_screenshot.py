@@ -49,12 +49,28 @@ def screenshot(html: Path, out: Path, *, width: int = 1280, height: int = 4000,
     return out
 
 
+def trim_bottom(png: Path, margin: int = 24) -> tuple[int, int]:
+    """Cut the empty band below the page (the window is taller than the page); returns the
+    new size. A page taller than the window keeps the full height: raise --height."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(png) as im:
+        arr = np.asarray(im.convert("RGB"))
+        differs = np.nonzero((arr != arr[-1]).any(axis=(1, 2)))[0]
+        height = min(arr.shape[0], int(differs[-1]) + 1 + margin) if len(differs) else 1
+        if height < arr.shape[0]:
+            im.crop((0, 0, arr.shape[1], height)).save(png)
+        return arr.shape[1], height
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="run directory (models/<name>)")
     ap.add_argument("--out", type=Path, default=None, help="PNG path (default RUN/report.png)")
     ap.add_argument("--width", type=int, default=1280)
-    ap.add_argument("--height", type=int, default=4000)
+    ap.add_argument("--height", type=int, default=12000,
+                    help="window height; the empty band below the page is trimmed")
     ap.add_argument("--no-write", action="store_true", help="use the existing report.html")
     args = ap.parse_args(argv)
     if args.no_write:
@@ -65,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         html = write_report(args.run)
     out = screenshot(html, args.out or args.run / "report.png", width=args.width,
                      height=args.height)
-    print(out)
+    width, height = trim_bottom(out)
+    if height >= args.height:
+        print(f"warning: the page is taller than {args.height} px; raise --height",
+              file=sys.stderr)
+    print(f"{out} ({width}x{height})")
     return 0
 
 
