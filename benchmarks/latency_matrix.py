@@ -132,7 +132,8 @@ def cpu_goals(rows: list[dict], acc: dict[str, dict], machine: dict) -> list[dic
                         f"{INT8_DROP_GOAL} point drop (batch {r32['batch_size']}, "
                         f"{r32['threads']} threads)",
                 "figures": f"{r32['p50_ms']:.2f} -> {r8['p50_ms']:.2f} ms ({speed:.2f}x), "
-                           + (f"top-1 drop {drop:+.2f} points" if drop is not None
+                           + (f"top-1 {a32['top1'] * 100:.2f}% -> {a8['top1'] * 100:.2f}% "
+                              f"(drop {drop:.2f} points)" if drop is not None
                               else "accuracy not measured"),
                 "met": speed >= INT8_SPEEDUP_GOAL and drop is not None
                 and drop <= INT8_DROP_GOAL})
