@@ -28,9 +28,10 @@ from edgeclf.runtime.metadata import build_metadata
 from . import FORMATS, QUANTIZATIONS
 from .calibration import DEFAULT_CALIBRATION_SIZE, CalibrationSet, load_calibration
 from .manifest import float32_bytes, make_entry, read_existing, update_manifest
-from .onnx import DEFAULT_OPSET, convert_float_onnx
+from .onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert_float_onnx
 from .onnx_quant import speed_warning
 from .savedmodel import write_savedmodel
+from .tflite import INT8_IO_TYPES
 from .utils import as_float32, check_contract, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,19 @@ def plan_jobs(formats: tuple[str, ...] | list[str],
     return jobs
 
 
+def check_options(config: ExportConfig) -> None:
+    """Refuse bad option values before anything is loaded or written."""
+    if not MIN_OPSET <= config.opset <= MAX_OPSET:
+        raise ConfigError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} (what "
+                          f"tf2onnx writes and onnxruntime runs), got {config.opset}")
+    if config.int8_io not in INT8_IO_TYPES:
+        raise ConfigError(f"--int8-io must be one of {', '.join(INT8_IO_TYPES)}, "
+                          f"got {config.int8_io!r}")
+    if config.calibration_size < 1:
+        raise ConfigError(f"--calibration-size must be at least 1, got "
+                          f"{config.calibration_size}")
+
+
 def resolve_checkpoint(paths: RunPaths, checkpoint: str) -> Path:
     if checkpoint in ("best", "last"):
         path = paths.best if checkpoint == "best" else paths.last
@@ -199,6 +213,7 @@ def export_run(run_dir: str | Path, config: ExportConfig = ExportConfig(), *,
     """Export the run's checkpoint in every requested (format, quantization)."""
     paths = RunPaths(run_dir).require()
     jobs = plan_jobs(config.formats, config.quantizations)
+    check_options(config)
     checkpoint = resolve_checkpoint(paths, config.checkpoint)
     labels, contract = _read_run(paths)
     export_dir = paths.export_dir

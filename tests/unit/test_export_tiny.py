@@ -94,6 +94,15 @@ def test_unknown_combination_fails_before_writing(run_copy, formats, quants):
     assert not (run_copy / "export").exists()
 
 
+@pytest.mark.parametrize("option,match", [({"opset": 7}, "--opset"),
+                                           ({"int8_io": "float64"}, "--int8-io"),
+                                           ({"calibration_size": 0}, "--calibration-size")])
+def test_bad_option_values_fail_before_writing(run_copy, option, match):
+    with pytest.raises(ConfigError, match=match):
+        export_run(run_copy, ExportConfig(formats=("tflite",), **option))
+    assert not (run_copy / "export").exists()
+
+
 def test_export_killed_half_way_leaves_nothing_that_looks_finished(run_copy, monkeypatch):
     from edgeclf import export as export_pkg
 
