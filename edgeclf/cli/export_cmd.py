@@ -8,10 +8,15 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgeclf.export import FORMATS, QUANTIZATIONS, ExportConfig
+from edgeclf.export.calibration import DEFAULT_CALIBRATION_SIZE
+from edgeclf.export.onnx import DEFAULT_OPSET
+from edgeclf.export.tflite import INT8_IO_TYPES
+
 from .common import console, err_console, handle_errors, next_step, table
 
-FORMAT_HELP = "savedmodel, onnx, tflite or all (repeatable)."
-QUANT_HELP = ("none (float32), dynamic, float16 or int8 (repeatable). int8 is calibrated "
+FORMAT_HELP = f"{', '.join(FORMATS)} or all (repeatable)."
+QUANT_HELP = (f"{', '.join(QUANTIZATIONS)} (repeatable; none = float32). int8 is calibrated "
               "on a stratified sample of the training split.")
 
 
@@ -48,12 +53,13 @@ def export(run: Path = typer.Argument(..., help="Run directory (models/<name>)."
            quantize: Optional[list[str]] = typer.Option(None, "--quantize", "-q",
                                                         help=QUANT_HELP),
            checkpoint: str = typer.Option("best", help="best, last, or a path to a .keras file."),
-           opset: Optional[int] = typer.Option(None, help="ONNX opset (default: 17)."),
-           calibration_size: Optional[int] = typer.Option(
-               None, help="int8 calibration images from the training split (default 300)."),
+           opset: int = typer.Option(DEFAULT_OPSET, help="ONNX opset."),
+           calibration_size: int = typer.Option(
+               DEFAULT_CALIBRATION_SIZE, help="int8 calibration images from the training split."),
            seed: int = typer.Option(0, help="Seed of the calibration sample."),
-           int8_io: str = typer.Option("uint8", help="int8 TFLite input/output type: "
-                                       "uint8 (raw pixels, scale 1) or int8."),
+           int8_io: str = typer.Option(INT8_IO_TYPES[0], help="int8 TFLite input/output type: "
+                                       f"{' or '.join(INT8_IO_TYPES)} (uint8: raw pixels, "
+                                       "scale 1, zero point 0)."),
            ) -> None:
     """Convert a run's checkpoint to SavedModel / ONNX / TFLite (+ quantized variants)."""
     _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io)
@@ -61,14 +67,14 @@ def export(run: Path = typer.Argument(..., help="Run directory (models/<name>)."
 
 @handle_errors
 def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io) -> None:
-    from edgeclf.export import ExportConfig, export_run
+    from edgeclf.export import export_run
 
     defaults = ExportConfig()
-    config = ExportConfig(formats=_split_values(formats, "onnx"),
-                          quantizations=_split_values(quantize, "none"),
-                          checkpoint=checkpoint, opset=opset or defaults.opset,
-                          calibration_size=calibration_size or defaults.calibration_size,
-                          seed=seed, int8_io=int8_io.lower())
+    config = ExportConfig(formats=_split_values(formats, defaults.formats[0]),
+                          quantizations=_split_values(quantize, defaults.quantizations[0]),
+                          checkpoint=checkpoint, opset=opset,
+                          calibration_size=calibration_size, seed=seed,
+                          int8_io=int8_io.lower())
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("loading checkpoint", total=None)
