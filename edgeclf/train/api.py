@@ -175,11 +175,12 @@ def _linear_probe(sess: Session, cfg: TrainConfig, data: RunData) -> None:
                              sample_weight=sess.class_weights, patience=feats.PROBE_PATIENCE,
                              seed=cfg.seed)
     copy_head(head, model)
-    _record_probe(sess, best, time.perf_counter() - t0)
+    _record_probe(sess, best, time.perf_counter() - t0, len(rows))
 
 
-def _record_probe(sess: Session, best: dict, seconds: float) -> None:
-    """History rows for the probe's epochs; best/last checkpoints of the full model."""
+def _record_probe(sess: Session, best: dict, seconds: float, n_images: int) -> None:
+    """History rows for the probe's epochs; best/last checkpoints of the full model.
+    Throughput counts images through the backbone (the feature pass), not probe epochs."""
     st = sess.state
     for i, row in enumerate(best["rows"]):
         record = {"epoch": st.global_epoch + i + 1, "phase": 1, "lr": float("nan"),
@@ -190,7 +191,7 @@ def _record_probe(sess: Session, best: dict, seconds: float) -> None:
     best_epoch = st.global_epoch + best["best_epoch"]
     st.global_epoch += len(best["rows"])
     st.train_seconds += seconds
-    st.train_images += sum(r["images"] for r in best["rows"])
+    st.train_images += n_images
     st.best_val, st.best_epoch, st.best_phase = best["best_val"], best_epoch, 1
     st.phase1_val = best["best_val"]
     last = sess.history.pop()

@@ -61,9 +61,17 @@ def current_lr(optimizer: Any) -> float:
 
 
 def compile_model(model: Any, optimizer: Any, *, label_smoothing: float,
-                  jit_compile: bool | str = "auto") -> None:
+                  jit_compile: bool | str | None = None) -> None:
+    """Categorical cross-entropy (one-hot labels, optional smoothing) + accuracy.
+
+    ``jit_compile=None``: XLA under JAX (one compiled step per phase); plain graphs under
+    TensorFlow, whose XLA compile of a backbone's backward pass costs more on a CPU than
+    it saves over a short run.
+    """
     import keras
 
+    if jit_compile is None:
+        jit_compile = "auto" if keras.backend.backend() == "jax" else False
     model.compile(optimizer=optimizer,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                   metrics=["accuracy"], jit_compile=jit_compile)
