@@ -65,6 +65,18 @@ class ClassificationMetrics:
     def top5(self) -> float:
         return self.top_k_accuracy
 
+    def split_summary(self, digits: int = 4) -> dict:
+        """The per-split shape of ``metrics.json`` (what ``edgeclf.train`` publishes, less
+        its ``loss``): accuracy, top5, n, macro_f1, per_class {label: {precision, recall,
+        f1, support}}, rounded to ``digits``."""
+        r = lambda x: round(float(x), digits)  # noqa: E731
+        return {"accuracy": r(self.accuracy) if self.n else None,
+                "top5": r(self.top_k_accuracy) if self.n else None, "n": self.n,
+                "macro_f1": r(self.macro_f1) if self.n else None,
+                "per_class": {c.label: {"precision": r(c.precision), "recall": r(c.recall),
+                                        "f1": r(c.f1), "support": c.support}
+                              for c in self.per_class}}
+
     def to_dict(self) -> dict:
         return {"n": self.n, "accuracy": self.accuracy, "top5": self.top_k_accuracy,
                 "top_k": self.top_k, "macro_f1": self.macro_f1,

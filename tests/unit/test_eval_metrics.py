@@ -105,3 +105,17 @@ def test_confusion_png_is_written(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["cm.png"]   # no temporary left
     with pytest.raises(ValueError, match="does not fit"):
         plot_confusion(cm, LABELS[:2], tmp_path / "bad.png")
+
+
+def test_same_numbers_as_the_training_stage_metrics():
+    """Training's metrics.json and eval/parity must never disagree on the same predictions."""
+    train_metrics = pytest.importorskip("edgeclf.train.metrics")
+    rng = np.random.default_rng(3)
+    labels = [f"c{i}" for i in range(7)]
+    y = rng.integers(0, 7, 300)
+    logits = rng.normal(size=(300, 7)) + 2.0 * np.eye(7)[y]
+    probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+    ours = classification_metrics(y, probs, labels).split_summary()
+    theirs = train_metrics.classification_metrics(probs, y, labels)
+    theirs.pop("loss")
+    assert ours == theirs
