@@ -94,13 +94,7 @@ def _parity(run: Path = typer.Argument(..., help="Run directory (models/<name>).
             batch_size: int = typer.Option(16, "--batch-size", help="The batch > 1 checked."),
             as_json: bool = typer.Option(False, "--json", help="Print parity.json."),
             ) -> None:
-    """Check every exported artifact against the Keras checkpoint on the run's real images.
-
-    Exits non-zero when any artifact breaches its budget (float32: 100% top-1 agreement and
-    max prob diff <= 1e-4; float16: >= 99.5% agreement; dynamic/int8: accuracy drop <= 1
-    point; every artifact: same top-1 at batch 1 and batch > 1). Writes RUN/parity.json and
-    each manifest entry's "parity" summary.
-    """
+    """Check every exported artifact against the Keras checkpoint on the run's images."""
     from edgeclf.parity import check_parity, parse_budgets
 
     budgets = parse_budgets(budget or [], file=budget_file)
@@ -160,8 +154,7 @@ def _eval(target: Path = typer.Argument(..., help="A run directory, or a model f
               "an artifact; ./eval-<name>/ for another model file)."),
           as_json: bool = typer.Option(False, "--json", help="Print eval.json."),
           ) -> None:
-    """Accuracy, top-5, per-class precision/recall/F1, worst confusions and a confusion
-    matrix image for a run's checkpoint or any model file."""
+    """Evaluate a run's checkpoint or any model file (see EVAL_HELP)."""
     from edgeclf.evaluate import default_out_dir, evaluate, write_eval
 
     with _stages() as progress:
@@ -175,6 +168,21 @@ def _eval(target: Path = typer.Argument(..., help="A run directory, or a model f
         _print_eval(result, out_dir)
 
 
+PARITY_HELP = (
+    "Check every exported artifact against the Keras checkpoint on the run's real held-out "
+    "images (preprocessed once, run at batch 1 and at batch > 1).\n\n"
+    "Exits 1 when any artifact breaches its budget: float32 100% top-1 agreement and max "
+    "prob diff <= 1e-4; float16 >= 99.5% agreement; dynamic/int8 accuracy drop <= 1 point; "
+    "every artifact the same top-1 at batch 1 and batch > 1. Writes RUN/parity.json and "
+    "each manifest entry's \"parity\" summary.")
+
+
+EVAL_HELP = (
+    "Accuracy, top-5, per-class precision/recall/F1, worst confusions and a confusion-matrix "
+    "image (eval.json, confusion_matrix.png) for a run's checkpoint or any model file: "
+    "SavedModel, ONNX or TFLite, also one edgeclf did not make (with --labels and --data).")
+
+
 def register(app: typer.Typer) -> None:
-    app.command("parity")(handle_errors(_parity))
-    app.command("eval")(handle_errors(_eval))
+    app.command("parity", help=PARITY_HELP)(handle_errors(_parity))
+    app.command("eval", help=EVAL_HELP)(handle_errors(_eval))
