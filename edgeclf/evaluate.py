@@ -27,6 +27,8 @@ WORST_CONFUSIONS = 10
 TOP_K = 5
 #: Misclassified images listed in eval.json (the most confident mistakes first).
 MAX_MISCLASSIFIED = 200
+#: Above this many classes eval.json stores the confusion matrix as non-zero cells only.
+DENSE_CONFUSION_MAX = 256
 
 Progress = Callable[[str, int, int], None]
 
@@ -83,7 +85,14 @@ class ClassificationMetrics:
                 "weighted_f1": self.weighted_f1,
                 "per_class": [asdict(c) for c in self.per_class],
                 "worst_confusions": [asdict(c) for c in self.worst_confusions],
-                "labels": list(self.labels), "confusion_matrix": self.confusion.tolist()}
+                "labels": list(self.labels), **self._confusion_json()}
+
+    def _confusion_json(self) -> dict:
+        """Rows true, columns predicted; for many classes ``[[true, predicted, count]]``."""
+        if len(self.labels) <= DENSE_CONFUSION_MAX:
+            return {"confusion_matrix": self.confusion.tolist()}
+        return {"confusion_cells": [[int(i), int(j), int(self.confusion[i, j])]
+                                    for i, j in zip(*np.nonzero(self.confusion))]}
 
 
 def classification_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray,

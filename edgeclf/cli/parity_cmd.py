@@ -124,11 +124,13 @@ def _print_eval(result, out: Path) -> None:
             f"{s['file']} ({s['reason']})" for s in result.skipped[:5]))
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")
-    scores = m.per_class
+    scores = [c for c in m.per_class if c.support]   # classes with images in the data
     title = "per class"
     if len(scores) > MAX_CLASS_ROWS:
         scores = sorted(scores, key=lambda c: (c.f1, c.label))[:MAX_CLASS_ROWS]
         title = f"the {MAX_CLASS_ROWS} classes with the lowest F1"
+    if len(scores) < len(m.per_class):
+        title += f" ({len(m.per_class) - len(scores)} classes without images not listed)"
     console.print(table(title, ["class", "precision", "recall", "F1", "support"],
                         [[c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}",
                           c.support] for c in scores]))

@@ -5,6 +5,8 @@ is the per-class recall); classes are sorted by recall, hardest first, so the cl
 need attention sit in the top-left corner. The figure grows with the class count up to a
 cap; tick labels are shortened and sized to the cell, and when cells get too small for a
 readable font only every k-th label is drawn. Cell values are printed for small matrices.
+Classes with no image and no prediction (a large label set evaluated on a few classes) are
+left out, and the title says how many.
 """
 
 from __future__ import annotations
@@ -84,9 +86,14 @@ def draw_confusion(cm: np.ndarray, labels: Sequence[str], *, title: str = ""):
     from matplotlib.figure import Figure
 
     cm = np.asarray(cm)
+    if cm.shape != (len(labels), len(labels)):
+        raise ValueError(f"confusion matrix shape {cm.shape} does not fit {len(labels)} labels")
+    used = np.flatnonzero(cm.sum(axis=0) + cm.sum(axis=1) > 0)
+    if 0 < len(used) < len(labels):   # e.g. 3 test photos for a 1000-class model
+        title += (f"\n({len(labels) - len(used)} classes with no image and no prediction "
+                  "left out)")
+        cm, labels = cm[np.ix_(used, used)], [labels[i] for i in used]
     n = len(labels)
-    if cm.shape != (n, n):
-        raise ValueError(f"confusion matrix shape {cm.shape} does not fit {n} labels")
     order = sort_order(cm)
     norm = normalise_rows(cm)[np.ix_(order, order)]
     names = [shorten(str(labels[i])) for i in order]

@@ -119,3 +119,24 @@ def test_same_numbers_as_the_training_stage_metrics():
     theirs = train_metrics.classification_metrics(probs, y, labels)
     theirs.pop("loss")
     assert ours == theirs
+
+
+def test_classes_without_images_or_predictions_are_left_out_of_the_image():
+    n = 50
+    cm = np.zeros((n, n), int)
+    cm[3, 3], cm[7, 7], cm[7, 3], cm[9, 9] = 4, 2, 1, 3
+    fig = draw_confusion(cm, [f"c{i}" for i in range(n)], title="few")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c7", "c3", "c9"]
+    assert "47 classes" in fig._suptitle.get_text()
+
+
+def test_eval_json_stores_a_large_confusion_matrix_sparsely():
+    from edgeclf.evaluate import DENSE_CONFUSION_MAX
+
+    n = DENSE_CONFUSION_MAX + 1
+    m = classification_metrics([0, 1, 1], _onehot([0, 1, 2], c=n), [str(i) for i in range(n)])
+    d = m.to_dict()
+    assert "confusion_matrix" not in d
+    assert d["confusion_cells"] == [[0, 0, 1], [1, 1, 1], [1, 2, 1]]
+    assert "confusion_matrix" in classification_metrics([0], _onehot([0]), LABELS).to_dict()
