@@ -52,6 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch-sizes", default=None, help="default 1,8,32 (cpu), 1..256 (gpu)")
     p.add_argument("--threads", default="1,2", help="CPU intra-op threads (default 1,2)")
     p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--seconds", type=float, default=None,
+                   help="time budget per row instead of --runs (bounds the total time)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--cuda-graph", action="store_true", help="GPU: also time CUDA graphs")
     p.add_argument("--accuracy-images", type=int, default=0,
@@ -175,8 +177,11 @@ def markdown(report: dict) -> str:
              f"{m['load_average_end']} (2-core machine shared with other work: figures "
              "taken under load are noisy)",
              f"- Command: `{report['command']}`",
-             f"- Run: `{report['run']}`; {e['config']['runs']} timed runs after "
-             f"{e['config']['warmup']} warm-up calls per row; each job in a fresh process", "",
+             f"- Run: `{report['run']}`; "
+             + (f"{e['config']['runs']} timed runs" if e['config']['runs'] else
+                f"timed calls for {e['config']['seconds']} s (at least 3)")
+             + f" after {e['config']['warmup']} warm-up calls per row; each job in a fresh "
+             "process", "",
              "## Goals", ""]
     for g in report["goals"]:
         mark = {True: "met", False: "NOT met", None: "note"}[g["met"]]
@@ -220,7 +225,8 @@ def main(argv: list[str]) -> int:
         raise RunError(f"{args.run} has no export/manifest.json; make the run with: {MAKE_RUN}")
     gpu = args.device == "gpu"
     cfg = BenchConfig(
-        device=args.device, runs=args.runs, warmup=args.warmup,
+        device=args.device, runs=None if args.seconds else args.runs, seconds=args.seconds,
+        warmup=args.warmup,
         batch_sizes=ints(args.batch_sizes) if args.batch_sizes else
         (GPU_BATCHES if gpu else (1, 8, 32)),
         threads=None if gpu else ints(args.threads), formats=("onnx",) if gpu else None,
