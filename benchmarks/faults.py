@@ -1,14 +1,13 @@
 """Kill `edgeclf train` with SIGKILL at random moments, resume it each time, check the run.
 
-    python benchmarks/faults.py                       # generated shapes, 3 kills, 32 px
-    python benchmarks/faults.py --data ../shared/data/flowers --image-size 96 --epochs 4 \
-        --kill-window 20,120 --trials 4
+    python benchmarks/faults.py                       # generated shapes, up to 4 kills, 64 px
+    python benchmarks/faults.py --data ../shared/data/flowers --image-size 96 --epochs 6
 
-Each trial kills the training process (``kill -9``) after a random delay inside
-``--kill-window`` seconds, then checks what a killed run must look like: every finished file
-complete (``.keras`` checkpoints are valid zip archives, ``state.json`` and ``history.csv``
-agree on the number of completed epochs), only ``.partial`` temporaries half-written, the
-lock free. The next trial restarts with ``--resume`` (or ``--overwrite`` if no epoch was
+Each trial kills the training process (``kill -9``) once a random number of epochs is saved
+plus a random fraction of an epoch (so mid-epoch or mid-checkpoint-save), then checks what
+a killed run must look like: every finished file complete (``.keras`` checkpoints are valid
+zip archives, ``state.json`` and ``history.csv`` agree on the number of completed epochs),
+only ``.partial`` temporaries half-written, the lock free. The next trial restarts with ``--resume`` (or ``--overwrite`` if no epoch was
 saved yet). After the last kill the run is resumed to the end and must reach every epoch
 with a ``best.keras`` that loads in safe mode. Results go to ``--results`` (markdown).
 The deterministic version of this (kill mid-epoch 2, always) is tests/e2e/test_faults.py.
@@ -23,6 +22,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,32 +76,61 @@ def train_args(args: argparse.Namespace, work: Path, *, resume: bool) -> list[st
                            "--workers", 1)
     return edgeclf_cmd("train", args.data, "--name", "faults", "--out", work, "--backbone",
                        args.backbone, "--weights", "none", "--image-size", args.image_size,
-                       "--epochs", args.epochs, "--no-augment", "--workers", 1,
-                       "--overwrite")
+                       "--epochs", args.epochs, "--patience", 0, "--no-augment",
+                       "--workers", 1, "--overwrite")
+
+
+def _epochs_saved(run: Path) -> int:
+    """Completed epochs, cheaply (state.json is rewritten atomically after each epoch)."""
+    state = run / "checkpoints" / "state.json"
+    try:
+        return json.loads(state.read_text()).get("global_epoch", 0) if state.is_file() else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def kill_after_epoch(cmd: list[str], run: Path, epoch: int, fraction: float,
+                     timeout: float) -> tuple[subprocess.Popen, float | None]:
+    """Start ``cmd``; once ``epoch`` epochs are saved, wait ``fraction`` of the wall time the
+    last epoch took (training + validation + checkpoint saves) and SIGKILL it: mid-epoch or
+    mid-save. Returns the process and when it was killed (``None``: it finished first)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: list[tuple[int, float]] = []
+    while proc.poll() is None and time.perf_counter() - t0 < timeout:
+        done = _epochs_saved(run)
+        if not seen or done != seen[-1][0]:
+            seen.append((done, time.perf_counter()))
+        if done >= epoch and len(seen) >= 3:     # two saves observed: an epoch's duration
+            time.sleep(fraction * (seen[-1][1] - seen[-2][1]))
+            break
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        return proc, None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return proc, time.perf_counter() - t0
 
 
 def run_trials(args: argparse.Namespace, work: Path) -> tuple[list[dict], dict]:
     rng = random.Random(args.seed)
-    lo, hi = (float(x) for x in args.kill_window.split(","))
     run, trials = work / "faults", []
     for i in range(args.trials):
         resume = (run / "checkpoints" / "state.json").is_file()
-        delay = rng.uniform(lo, hi)
-        proc = subprocess.Popen(train_args(args, work, resume=resume), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=delay)
-            finished = True
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            finished = False
+        done = _epochs_saved(run) if resume else 0
+        if done + 2 >= args.epochs:
+            break                       # too close to the end to kill inside an epoch
+        target = min(args.epochs - 1, done + rng.randint(2, 3))
+        fraction = rng.random()
+        proc, killed = kill_after_epoch(train_args(args, work, resume=resume), run, target,
+                                        fraction, args.timeout)
         info = inspect_run(run)
         trials.append({"trial": i + 1, "start": "--resume" if resume else "fresh",
-                       "killed_after_s": None if finished else round(delay, 1),
+                       "kill_point": f"epoch {target} + {fraction:.2f} of an epoch",
+                       "killed_after_s": None if killed is None else round(killed, 1),
                        "exit": proc.returncode, **info})
         print(json.dumps(trials[-1]), flush=True)
-        if finished:
+        if killed is None:
             break
     t0 = time.perf_counter()
     final = subprocess.run(train_args(args, work, resume=(run / "checkpoints" /
@@ -127,12 +156,14 @@ def write_markdown(path: Path, args: argparse.Namespace, trials: list[dict], end
              f"Python {platform.python_version()}.",
              f"Command: `python benchmarks/faults.py {' '.join(sys.argv[1:])}`", "",
              f"Data `{args.data}`, backbone {args.backbone} (weights none) at "
-             f"{args.image_size} px, {args.epochs} epochs; kill window {args.kill_window} s, "
-             f"seed {args.seed}.", "",
-             "| trial | started | killed after (s) | epochs saved | history rows | "
-             "checkpoints | temporaries left | problems |", "|---|---|---|---|---|---|---|---|"]
+             f"{args.image_size} px, {args.epochs} epochs, seed {args.seed}. Each kill waits "
+             "for a random number of saved epochs, then a random fraction of an epoch.", "",
+             "| trial | started | kill point | killed after (s) | epochs saved | history rows | "
+             "checkpoints | temporaries left | problems |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for t in trials:
-        lines.append(f"| {t['trial']} | {t['start']} | {t['killed_after_s'] or 'finished'} | "
+        lines.append(f"| {t['trial']} | {t['start']} | {t['kill_point']} | "
+                     f"{'finished' if t['killed_after_s'] is None else t['killed_after_s']} | "
                      f"{t['epoch']} | {t['history_rows']} | {', '.join(t['files']) or '-'} | "
                      f"{len(t['partials'])} | {'; '.join(t['problems']) or 'none'} |")
     lines += ["", f"Final `--resume`: exit {end['exit']} in {end['seconds']} s, "
@@ -151,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None, help="dataset (default: generated)")
     ap.add_argument("--backbone", default="mobilenetv2_0.35")
-    ap.add_argument("--image-size", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--kill-window", default="8,60", help="min,max seconds before a kill")
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--timeout", type=float, default=900.0, help="per trial, seconds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work" / "faults")
     ap.add_argument("--results", type=Path,
@@ -166,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args.data = args.work / "shapes"
         if not args.data.is_dir():
-            make_shapes_dataset(args.data, per_class=40, size=64)
+            make_shapes_dataset(args.data, per_class=60, size=96)
+    shutil.rmtree(args.work / "faults", ignore_errors=True)     # start from nothing
     trials, end = run_trials(args, args.work)
     write_markdown(args.results, args, trials, end)
     print(args.results.read_text())
