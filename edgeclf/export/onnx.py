@@ -1,4 +1,8 @@
-"""ONNX export (float32) through Keras's exporter (tf2onnx under TensorFlow).
+"""ONNX export (float32): tf2onnx on the SavedModel that Keras's ExportArchive writes (the
+route Keras's own LiteRT exporter takes). Keras's ``model.export(format="onnx")`` converts
+the traced function instead, and leaves tensors captured by layers such as
+``Normalization`` (inside EfficientNet) as extra graph inputs; the SavedModel is frozen
+with them as constants.
 
 The graph has a dynamic batch dimension, input ``image`` and output ``probabilities``; it
 is optimised offline by onnxruntime at the *basic* level (constant folding, Conv+BN/Add/Mul
@@ -16,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from edgeclf.errors import ExportError
 from edgeclf.runtime.metadata import onnx_props
 
-from .utils import INPUT_NAME, OUTPUT_NAME, converter_versions, input_spec
+from .savedmodel import SIGNATURE
+from .utils import INPUT_NAME, OUTPUT_NAME, converter_versions
 
 if TYPE_CHECKING:
     from .exporter import ExportContext
@@ -38,15 +43,37 @@ def import_onnx() -> Any:
     return onnx
 
 
+def import_tf2onnx() -> Any:
+    try:
+        import tf2onnx
+        import tf2onnx.convert
+        import tf2onnx.tf_loader
+    except ImportError:
+        raise ExportError("ONNX export needs tf2onnx: `pip install 'edgeclf[train]'`") from None
+    try:  # tf2onnx 1.17 still uses aliases numpy 2 removed; Keras ships the fix
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+        patch_tf2onnx()
+    except ImportError:
+        log.debug("keras' tf2onnx patch not found; converting without it")
+    return tf2onnx
+
+
 def convert_float_onnx(ctx: "ExportContext", path: Path) -> None:
     """Convert the Keras model to a float32 ONNX file at ``path`` (no metadata yet)."""
     if not MIN_OPSET <= ctx.opset <= MAX_OPSET:
         raise ExportError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} "
                           f"(tf2onnx + onnxruntime), got {ctx.opset}")
     raw = path.with_name(path.stem + ".raw.onnx")
+    saved_model = ctx.saved_model()
+    tf2onnx = import_tf2onnx()
     try:
-        ctx.model.export(str(raw), format="onnx", input_signature=[input_spec(ctx.size)],
-                         opset_version=ctx.opset, verbose=False)
+        graph_def, inputs, outputs, renames = tf2onnx.tf_loader.from_saved_model(
+            str(saved_model), None, None, tag="serve", signatures=[SIGNATURE],
+            return_tensors_to_rename=True)
+        tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs,
+                                       opset=ctx.opset, tensors_to_rename=renames,
+                                       output_path=str(raw))
     except Exception as e:  # tf2onnx raises assorted types
         raise ExportError(f"ONNX conversion failed: {type(e).__name__}: {e}") from e
     onnx = import_onnx()
@@ -58,7 +85,7 @@ def convert_float_onnx(ctx: "ExportContext", path: Path) -> None:
 
 
 def rename_output(model: Any, name: str) -> None:
-    """Give the single graph output a clear name (tf2onnx calls it ``output_0``)."""
+    """Check the graph has one input ``image`` and one output, and name it ``name``."""
     graph = model.graph
     if len(graph.output) != 1 or len(graph.input) != 1:
         raise ExportError(f"the ONNX graph has {len(graph.input)} inputs and "
