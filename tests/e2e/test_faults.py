@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -91,26 +92,10 @@ TRAIN_AND_STALL = textwrap.dedent("""
                       weights="none", image_size=32, epochs=int(epochs), strategy="fine-tune",
                       augment=False, batch_size=16, workers=1, patience=100), progress=stall)
 """)
-CHECK_BEST = textwrap.dedent("""
-    import sys
-    import numpy as np
-    from edgeclf.train.model import load_checkpoint   # safe mode: built-in layers only
-    model = load_checkpoint(sys.argv[1])
-    probs = np.asarray(model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0))
-    print("best.keras", probs.shape, bool(np.allclose(probs.sum(1), 1, atol=1e-4)))
-""")
-
-
 def _edgeclf(*args: object, timeout: float = 400) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edgeclf", *map(str, args)], text=True,
                           capture_output=True, timeout=timeout,
                           env={**os.environ, "KERAS_BACKEND": "tensorflow", "COLUMNS": "200"})
-
-
-def _python(script: str, *args: object, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], text=True,
-                          capture_output=True, timeout=timeout,
-                          env={**os.environ, "KERAS_BACKEND": "tensorflow"})
 
 
 def test_kill9_mid_epoch_then_resume_reaches_all_epochs(shapes_dir, tmp_path):
@@ -148,11 +133,13 @@ def test_kill9_mid_epoch_then_resume_reaches_all_epochs(shapes_dir, tmp_path):
     assert state["global_epoch"] == epochs
     epochs_logged = [int(r.split(",")[0]) for r in paths.history.read_text().splitlines()[1:]]
     assert epochs_logged == list(range(1, epochs + 1))  # no epoch lost or repeated
+    # best.keras is valid: a complete archive, which train itself reloaded (safe mode) to
+    # write the test metrics
     metrics = json.loads(paths.metrics.read_text())
     assert 1 <= metrics["best_epoch"] <= epochs and metrics["test"]["n"] > 0
+    with zipfile.ZipFile(paths.best) as archive:
+        assert archive.testzip() is None and "config.json" in archive.namelist()
     assert not [p for p in paths.checkpoints.iterdir() if ".partial" in p.name]
-    check = _python(CHECK_BEST, paths.best)
-    assert check.returncode == 0 and "best.keras (2, 5) True" in check.stdout, check.stderr
 
 
 EXPORT_AND_STALL = textwrap.dedent("""
