@@ -77,7 +77,9 @@ def parity(ctx: Context) -> Section:
     for a in artifacts:
         flipped = [f for f in as_list(pick(a, "flipped")) if isinstance(f, (dict, str))]
         if flipped:
-            body.append(_flipped(str(pick(a, "file", default="?")), flipped, roots))
+            total = int(num(pick(a, "n_flipped")) or len(flipped))   # the list may be capped
+            body.append(_flipped(str(pick(a, "file", default="?")), flipped, roots,
+                                 max(total, len(flipped))))
     return Section("parity", "Parity", "done" if passed is not False else "problem", join(body))
 
 
@@ -103,7 +105,7 @@ def _parity_row(a: dict, ref_acc: float | None) -> list[Any]:
             result]
 
 
-def _flipped(file: str, flipped: list, roots: list) -> Raw:
+def _flipped(file: str, flipped: list, roots: list, total: int) -> Raw:
     rows, thumbs = [], []
     for f in flipped[:MAX_FLIPPED]:
         d = f if isinstance(f, dict) else {"file": f}
@@ -116,11 +118,12 @@ def _flipped(file: str, flipped: list, roots: list) -> Raw:
         uri = thumbnail_uri(roots, name) if name and len(thumbs) < MAX_FLIPPED_THUMBS else None
         if uri:
             thumbs.append(img(uri, name, cls="thumb", title=name))
-    more = f" (first {MAX_FLIPPED} shown)" if len(flipped) > MAX_FLIPPED else ""
+    shown = min(len(flipped), MAX_FLIPPED)
+    more = f" (first {shown} shown)" if total > shown else ""
     body = join([Raw('<div class="gallery">' + "".join(thumbs) + "</div>") if thumbs else "",
                  table(["image", "true class", "reference", "confidence", "artifact", "confidence"],
                        rows)])
-    return details(f"{file}: {len(flipped)} flipped image(s){more}", body)
+    return details(f"{file}: {total} flipped image(s){more}", body)
 
 
 def bench(ctx: Context) -> Section:

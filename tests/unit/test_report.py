@@ -117,6 +117,7 @@ def test_newer_formats_with_unknown_keys_and_missing_keys(tmp_path):
         a.pop("max_abs_diff")
         a["future_key"] = {"nested": [1, 2]}
     parity["schema"] = 7
+    parity["artifacts"][1]["n_flipped"] = 240          # the writer caps the listed flips
     (run / "parity.json").write_text(json.dumps(parity))
     with open(run / "history.csv", "w") as fh:   # named phases, and an extra metric
         fh.write("phase,epoch,loss,val_loss,val_accuracy,lr\nhead,0,1.0,1.1,0.5,0.001\n"
@@ -124,6 +125,7 @@ def test_newer_formats_with_unknown_keys_and_missing_keys(tmp_path):
     html = render_report(run)
     assert _section(html, "parity").startswith("problem|")  # passed: false, drawn normally
     assert "<td>—</td>" in _section(html, "parity")
+    assert "model.int8.onnx: 240 flipped image(s) (first 2 shown)" in _section(html, "parity")
     training = _section(html, "training")
     assert "<td>head</td><td>2</td>" in training and "<td>finetune</td><td>1</td>" in training
 
