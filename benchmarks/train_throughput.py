@@ -138,6 +138,30 @@ def run_naive(model, args, prepared) -> dict:  # noqa: ANN001
     return {"images_per_second": args.steps * args.batch / seconds, "seconds": seconds}
 
 
+def input_only(args, prepared, n_classes: int) -> dict:  # noqa: ANN001
+    """Images/s each input pipeline produces with no model attached (its ceiling)."""
+    from edgeclf.data.augment import AugmentConfig
+    from edgeclf.data.loader import BatchLoader
+
+    cache = prepared.cache
+    rows = np.flatnonzero(cache.ok)
+    loader = BatchLoader(cache.images, rows, np.zeros(len(rows), np.int32),
+                         batch_size=args.batch, shuffle=True, drop_remainder=True,
+                         augment=AugmentConfig(), workers=args.workers or None)
+    n = min(len(loader), max(args.steps, 4))
+    t0 = time.perf_counter()
+    for i, _ in enumerate(loader.epoch(0)):
+        if i + 1 >= n:
+            break
+    edgeclf_rate = n * args.batch / (time.perf_counter() - t0)
+    gen = naive_generator(prepared, args)
+    t0 = time.perf_counter()
+    for _ in range(max(2, n // 4)):
+        next(gen)
+    naive_rate = max(2, n // 4) * args.batch / (time.perf_counter() - t0)
+    return {"edgeclf_loader": edgeclf_rate, "naive_generator": naive_rate}
+
+
 def write(results: dict, args: argparse.Namespace) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"train-throughput-{results['backend']}-{results['date'][:10]}"
@@ -153,7 +177,10 @@ def write(results: dict, args: argparse.Namespace) -> Path:
           f"- model: {args.backbone} at {args.size}px, batch {args.batch}, mode {args.mode}, "
           f"{args.steps} timed steps after {args.warmup} warmup steps\n\n"
           f"| pipeline | images/s | vs synthetic | input wait |\n|---|---|---|---|\n{rows}\n\n"
-          f"edgeclf / naive = {results['edgeclf_over_naive']:.2f}x\n")
+          f"edgeclf / naive = {results['edgeclf_over_naive']:.2f}x\n\n"
+          f"Input pipelines alone (no model; augmentation on): edgeclf loader "
+          f"{results['input_only']['edgeclf_loader']:.0f} img/s, naive per-image generator "
+          f"{results['input_only']['naive_generator']:.0f} img/s.\n")
     (RESULTS / f"{stem}.md").write_text(md)
     return RESULTS / f"{stem}.md"
 
@@ -168,6 +195,8 @@ def main() -> None:
     prepared = prepare_data(args.data, Contract(size=(args.size, args.size)))
     n_classes = len(prepared.dataset.classes)
     pipelines = {}
+    inputs = input_only(args, prepared, n_classes)
+    print(f"input only: {inputs}", flush=True)
     for name in ("synthetic", "edgeclf", "naive"):
         model = build(args, n_classes)            # a fresh model per pipeline: same compile
         if name == "synthetic":
@@ -181,7 +210,7 @@ def main() -> None:
                "machine": args.machine, "platform": platform.platform(),
                "backend": keras.backend.backend(), "keras": keras.__version__,
                "command": "python " + " ".join(sys.argv), "args": vars(args),
-               "pipelines": pipelines,
+               "pipelines": pipelines, "input_only": inputs,
                "edgeclf_over_naive": pipelines["edgeclf"]["images_per_second"]
                / pipelines["naive"]["images_per_second"],
                "edgeclf_over_synthetic": pipelines["edgeclf"]["images_per_second"]

@@ -41,15 +41,13 @@ SCRIPT = textwrap.dedent("""
     from edgeclf.train import build_model
     from edgeclf.train.optim import compile_model
     stepped = []
-    for name in ("mobilenetv3small", "efficientnetb0", "resnet50"):
+    for name in ("mobilenetv3small", "resnet50"):       # rescaling inside; caffe BGR
         m = build_model([get_backbone(name)], 3, image_size=32)
         m.trainable = True
         compile_model(m, keras.optimizers.Adam(1e-3), label_smoothing=0.0)
-        m.run_eagerly = True
         logs = m.train_on_batch(x[:2], np.eye(3, dtype="float32")[[0, 1]], return_dict=True)
         stepped.append([name, float(logs["loss"])])
-    dist = result.metrics
-    print("RESULT " + json.dumps({
+        print("RESULT " + json.dumps({
         "tensorflow_loaded": any(k.split(".")[0] == "tensorflow" for k in sys.modules),
         "devices": len(jax.devices()), "backend": keras.backend.backend(),
         "run_backend": result.metrics["backend"], "stepped": stepped}))
@@ -64,7 +62,7 @@ def jax_run(shapes_dir, tmp_path_factory):
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "EDGECLF_CACHE_DIR": str(out / "cache")}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(shapes_dir), str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     return out, json.loads(line[len("RESULT "):]), proc.stderr
@@ -86,8 +84,7 @@ def test_data_parallel_over_two_devices(jax_run):
 
 def test_a_subset_of_backbones_trains_one_step_under_jax(jax_run):
     _, result, _ = jax_run
-    assert [n for n, _ in result["stepped"]] == ["mobilenetv3small", "efficientnetb0",
-                                                "resnet50"]
+    assert [n for n, _ in result["stepped"]] == ["mobilenetv3small", "resnet50"]
     assert all(np.isfinite(loss) for _, loss in result["stepped"])
 
 
