@@ -100,6 +100,51 @@ def accuracy(run: Path, limit: int) -> dict[str, dict]:
     return out
 
 
+def interleaved_check(run: Path, threads: int = 2, rounds: int = 15, calls: int = 10) -> dict:
+    """Batch 1, float32: onnxruntime as the predictor configures it (intra-op threads spin
+    while idle), the same session with spinning off, and a bare LiteRT/XNNPACK interpreter,
+    taking turns in one process so that all three see the same machine load."""
+    import time
+
+    import onnxruntime as ort
+
+    from edgeclf.bench_models import open_tflite_xnnpack
+    from edgeclf.runtime.manifest import load_manifest
+
+    manifest = load_manifest(RunPaths(run).export_dir)
+    files = {(a["format"], a["quantization"]): a["file"] for a in manifest["artifacts"]}
+    if ("onnx", "none") not in files or ("tflite", "none") not in files:
+        return {}
+    onnx_path = str(RunPaths(run).export_dir / files[("onnx", "none")])
+
+    def session(spin: bool) -> object:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        return ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+
+    x = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    spin, nospin = session(True), session(False)
+    name = spin.get_inputs()[0].name
+    xnn = open_tflite_xnnpack({"path": str(RunPaths(run).export_dir / files[("tflite", "none")]),
+                               "threads": threads, "device": "cpu"})
+    fns = {"onnxruntime (spinning, as the predictor)":
+           lambda: spin.run(None, {name: x.astype(np.float32)}),
+           "onnxruntime (allow_spinning=0)":
+           lambda: nospin.run(None, {name: x.astype(np.float32)}),
+           "LiteRT + XNNPACK (bare)": lambda: xnn.infer(x)}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            fn()
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                times[k].append((time.perf_counter() - t0) * 1000)
+    return {k: round(float(np.median(v)), 2) for k, v in times.items()}
+
+
 def pick(rows: list[dict], **match: object) -> dict | None:
     for r in rows:
         if r["status"] == "ok" and all(r.get(k) == v for k, v in match.items()):
@@ -186,6 +231,9 @@ def markdown(report: dict) -> str:
     for g in report["goals"]:
         mark = {True: "met", False: "NOT met", None: "note"}[g["met"]]
         lines.append(f"- **{mark}** {g['goal']}: {g['figures']}")
+    if report.get("interleaved_batch1_p50_ms"):
+        lines += ["", "## Batch 1, 2 threads, float32, taking turns in one process (median ms)",
+                  ""] + [f"- {k}: {v}" for k, v in report["interleaved_batch1_p50_ms"].items()]
     if report["accuracy"]:
         lines += ["", "## Top-1 accuracy on the test split (same preprocessed images)", "",
                   "| artifact | format | quantization | MiB | images | top-1 |",
@@ -241,6 +289,8 @@ def main(argv: list[str]) -> int:
     report = {"device": args.device, "run": str(paths.root),
               "command": "python benchmarks/latency_matrix.py " + " ".join(argv),
               "machine": entry.machine, "accuracy": acc,
+              "interleaved_batch1_p50_ms": {} if gpu or single else
+              interleaved_check(paths.root),
               "goals": gpu_goals(entry.results) if gpu else
               cpu_goals(entry.results, acc, entry.machine), "entry": entry.to_entry()}
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M")
