@@ -296,8 +296,8 @@ def main(argv: list[str]) -> int:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M")
     base = args.out / (f"bench-{args.device}-{args.run.stem}-{stamp}" if single
                        else f"bench-{args.device}-{stamp}")
-    write_json(base.with_suffix(".json"), report)
-    write_text(base.with_suffix(".md"), markdown(report))
+    write_json(f"{base}.json", report)          # not with_suffix: stems may hold dots
+    write_text(f"{base}.md", markdown(report))
     print(markdown(report))
     print(f"Wrote {base}.json and {base}.md", file=sys.stderr)
     return 0
