@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -130,15 +129,3 @@ def _xent(probs: np.ndarray, labels: np.ndarray) -> float:
     from .metrics import cross_entropy
 
     return cross_entropy(probs, labels)
-
-
-def evaluate_features(head_model: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.asarray(head_model.predict_on_batch(x), np.float32) if len(y) else \
-        np.zeros((0, 0), np.float32)
-
-
-def features_folder(key: str) -> Path:
-    return cache_root() / "features" / key
-
-
-__all__ = ["cached_features", "train_probe", "features_key", "predict", "PROBE_PATIENCE"]
