@@ -90,9 +90,13 @@ def _latency_panel(ax: Any, rows: list[dict]) -> None:
             continue
         label = f"{r['artifact']} ({r['device']}{'' if r['mode'] == 'numpy' else ', ' + r['mode']})"
         series.setdefault(label, []).append((r["batch_size"], r["p50_ms"]))
-    for label, pts in sorted(series.items()):
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab20"]
+    for i, (label, pts) in enumerate(sorted(series.items())):
         pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="os^D"[i // 10 % 4],
+                linestyle="-" if i % 2 == 0 else "--", color=colors(i % 20), label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     from matplotlib.ticker import ScalarFormatter
