@@ -219,7 +219,8 @@ def open_tflite_xnnpack(job: dict) -> Opened:
         return np.concatenate(parts)
 
     return Opened(provider="litert-xnnpack-cpu", size=tuple(inp["shape"][1:3]), infer=infer,
-                  imported_at=imported_at, keep=interp)
+                  imported_at=imported_at, keep=interp,
+                  quantization="int8" if np.issubdtype(dtype, np.integer) else None)
 
 
 def _gpu_opener(name: str) -> Callable[[dict], Opened]:
