@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 SCRIPT = textwrap.dedent("""
-    import importlib.abc, json, sys
+    import importlib.abc, json, logging, sys
 
     class BlockTensorFlow(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -23,6 +23,7 @@ SCRIPT = textwrap.dedent("""
             return None
 
     sys.meta_path.insert(0, BlockTensorFlow())
+    logging.basicConfig(level=logging.INFO)
     import numpy as np
     from edgeclf.train import TrainConfig, load_checkpoint, train
 
