@@ -162,8 +162,10 @@ def resume_config(paths: RunPaths, cfg: TrainConfig) -> TrainConfig:
                        "(checkpoints/state.json and last.keras are missing)")
     saved = read_json(paths.run_json).get("config", {})
     resumed = TrainConfig.from_dict(saved)
+    defaults = TrainConfig(data_dir=cfg.data_dir, out=cfg.out, name=cfg.name,
+                           backend=cfg.backend).resolve().to_dict()
     changed = [k for k, v in cfg.to_dict().items() if k in saved and saved[k] != v
-               and k not in ("workers", "data_dir")]
+               and v != defaults.get(k) and k not in ("workers", "data_dir")]
     if changed:
         log.warning("--resume continues %s with its saved config; ignoring changed "
                     "option(s): %s", paths.root, ", ".join(changed))
