@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
-from edgeclf.runtime.errors import DeviceError, EdgeclfError, ImageError, ModelError
+import errno
+import os
+from pathlib import Path
+
+from edgeclf.runtime.errors import (DependencyError, DeviceError, EdgeclfError, ImageError,
+                                    ModelError)
 
 __all__ = [
-    "EdgeclfError", "ImageError", "ModelError", "DeviceError",
+    "EdgeclfError", "ImageError", "ModelError", "DeviceError", "DependencyError", "DiskFullError",
     "DataError", "ConfigError", "WeightsError", "ExportError", "RunError", "BudgetError",
 ]
 
@@ -33,3 +38,17 @@ class RunError(EdgeclfError):
 
 class BudgetError(EdgeclfError):
     """A parity or accuracy budget was breached."""
+
+
+class DiskFullError(EdgeclfError, OSError):
+    """The disk (or quota) filled up while writing a file; the previous file is intact."""
+
+    def __init__(self, path: Path, cause: OSError):
+        self.message = (f"no space left on the device while writing {path} "
+                        f"({os.strerror(cause.errno or errno.ENOSPC)}); the previous "
+                        f"{path.name} is left intact. Free some space (or write elsewhere) "
+                        "and rerun the same command")
+        super().__init__(cause.errno, self.message, str(path))
+
+    def __str__(self) -> str:
+        return self.message

@@ -20,31 +20,17 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from edgeclf.errors import EdgeclfError
+from edgeclf.errors import DiskFullError
 from edgeclf.runtime.manifest import sha256_file
 
 __all__ = ["atomic_path", "write_json", "write_text", "read_json", "sha256_file",
-           "DiskFullError", "sweep_partials"]
+           "DiskFullError", "sweep_partials", "pid_alive"]
 
 log = logging.getLogger(__name__)
 
 #: errno values that mean "no space left" (disk full or quota exceeded).
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.(?:partial|old)")
-
-
-class DiskFullError(EdgeclfError, OSError):
-    """The disk (or quota) filled up while writing a file; the previous file is intact."""
-
-    def __init__(self, path: Path, cause: OSError):
-        self.message = (f"no space left on the device while writing {path} "
-                        f"({os.strerror(cause.errno or errno.ENOSPC)}); the previous "
-                        f"{path.name} is left intact. Free some space (or write elsewhere) "
-                        "and rerun the same command")
-        super().__init__(cause.errno, self.message, str(path))
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @contextlib.contextmanager
@@ -108,7 +94,7 @@ def sweep_partials(final: str | Path) -> list[Path]:
         return removed
     for path in sorted(candidates):
         m = _PARTIAL.match(path.name)
-        if not m or m.group("name") != final.name or _pid_alive(int(m.group("pid"))):
+        if not m or m.group("name") != final.name or pid_alive(int(m.group("pid"))):
             continue
         if path.name.endswith(".old") and not final.exists():
             log.warning("restoring %s from %s (its replacement was interrupted)", final, path)
@@ -124,7 +110,8 @@ def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (used to tell abandoned temporaries from live ones)."""
     if pid == os.getpid():
         return True
     try:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from edgeclf.errors import RunError
+from edgeclf.fsutil import pid_alive
 
 DEFAULT_ROOT = Path("models")
 
@@ -113,7 +114,7 @@ def lock_owner(paths: RunPaths) -> dict | None:
     """
     owner = _read_owner(paths.lock)
     pid = owner.get("pid") if owner else None
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not pid_alive(pid):
         return None
     return owner
 
@@ -178,12 +179,3 @@ def _read_owner(lock: Path) -> dict | None:
         return {"pid": data}
     return data if isinstance(data, dict) else None
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgeclf.fsutil import pid_alive
 from edgeclf.runtime.contract import Contract
 
 from .scan import Dataset
@@ -123,9 +124,23 @@ def _decode_chunk(array_path: str, shape: tuple, root: str, contract_json: str,
     return results
 
 
+def sweep_dead_partials(folder: Path) -> int:
+    """Remove ``.<key>.partial-<pid>`` build folders whose process is gone (kill -9)."""
+    removed = 0
+    for tmp in folder.glob(".*.partial-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+
 def _build(dataset: Dataset, contract: Contract, final: Path, *, workers: int | None,
            progress: Callable[[int, int], None] | None) -> DecodeCache:
     final.parent.mkdir(parents=True, exist_ok=True)
+    if sweep_dead_partials(final.parent):
+        log.info("removed decode-cache folders left by killed builds in %s", final.parent)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -71,6 +71,7 @@ def test_kill9_during_decode_cache_build_then_rerun_rebuilds(shapes_dir, tmp_pat
     cache = load_or_build(dataset, CONTRACT, workers=1, root=root)
     assert cache.built and cache.path == final          # rebuilt, not reused
     assert cache.ok.all() and len(cache.relpaths) == total
+    assert not [p for p in final.parent.iterdir() if ".partial" in p.name]  # swept
     for i in (0, done, total - 1):                      # rows before and after the kill point
         rel = cache.relpaths[i]
         np.testing.assert_array_equal(cache.images[i], preprocess(shapes_dir / rel, CONTRACT))
