@@ -12,7 +12,7 @@ from PIL import Image
 
 def rgb(path: Path, size=(48, 40), color=(200, 30, 30), fmt=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(path.name.encode()))
     arr = np.clip(np.array(color, np.int16) + rng.integers(-20, 20, (size[1], size[0], 3)), 0, 255)
     Image.fromarray(arr.astype(np.uint8)).save(path, format=fmt)
     return path
@@ -39,7 +39,7 @@ def mode_image(path: Path, mode: str, size=(48, 40)) -> Path:
 
 
 def truncated_jpeg(path: Path) -> Path:
-    rgb(path.with_suffix(".full.jpg"), size=(64, 64))
+    rgb(path.with_suffix(".full.jpg"), size=(160, 120))  # headers ~600 B, data ~10 kB
     data = path.with_suffix(".full.jpg").read_bytes()
     path.with_suffix(".full.jpg").unlink()
     path.write_bytes(data[: len(data) // 2])
