@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edgeclf.report.html import refresh_report
 from edgeclf.errors import ConfigError, DataError, ModelError
 from edgeclf.fsutil import write_json
 from edgeclf.run import RunPaths
@@ -384,7 +385,9 @@ def write_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
                          out_dir / "confusion_matrix.png",
                          title=f"{Path(result.model).name} on {result.source}: "
                                f"accuracy {result.accuracy:.2%}")
-    return write_json(out_dir / "eval.json", result.to_dict()), png
+    out = write_json(out_dir / "eval.json", result.to_dict())
+    refresh_report(out_dir)
+    return out, png
 
 
 def _run_of(target: Path) -> RunPaths | None:

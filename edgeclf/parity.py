@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgeclf.report.html import refresh_report
 from edgeclf.errors import ConfigError, DataError, ModelError, RunError
 from edgeclf.evaluate import ModelRunner, Progress, classification_metrics, open_model
 from edgeclf.fsutil import read_json, write_json
@@ -431,6 +432,7 @@ def write_parity(result: ParityResult, paths: RunPaths) -> Path:
         if entry.get("file") in by_file:
             entry["parity"] = by_file[entry["file"]].summary(result.split, result.n_images)
     write_json(paths.manifest, raw)
+    refresh_report(paths.root)
     return out
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from edgeclf.report.html import refresh_report
 from edgeclf.data.split import Split
 from edgeclf.errors import ConfigError, EdgeclfError, ExportError, RunError
 from edgeclf.fsutil import atomic_path, read_json, write_text
@@ -242,6 +243,7 @@ def export_run(run_dir: str | Path, config: ExportConfig = ExportConfig(), *,
                 rows.append(export_one(ctx, export_dir, fmt, q, ckpt))
             if progress:
                 progress(len(jobs), len(jobs), "done")
+    refresh_report(paths.root)
     return ExportResult(run=paths.root, export_dir=export_dir, manifest=paths.manifest,
                         checkpoint=checkpoint, artifacts=_relative_sizes(export_dir, rows))
 

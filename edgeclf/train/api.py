@@ -19,6 +19,7 @@ import numpy as np
 
 from edgeclf.errors import RunError
 from edgeclf.fsutil import write_json
+from edgeclf.report.html import refresh_report
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 from edgeclf.weights import weights_id
@@ -36,6 +37,9 @@ from .setup import (RunData, class_weights, make_loaders, prepare, resume_config
 from .tblog import ScalarWriter
 
 log = logging.getLogger(__name__)
+
+#: BatchNorm momentum when training from scratch (short runs need fast-moving statistics).
+SCRATCH_BN_MOMENTUM = 0.9
 
 
 @dataclass
@@ -64,7 +68,9 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         raise RunError(f"{paths.root} already holds a run; pass --resume to continue it, "
                        "--overwrite to replace it, or another --name")
     with run_lock(paths):
-        return _train_locked(cfg, paths, progress)
+        result = _train_locked(cfg, paths, progress)
+    refresh_report(paths.root)
+    return result
 
 
 def _emit(progress: Progress | None, message: str) -> None:
@@ -133,16 +139,37 @@ def _compile(sess: Session, cfg: TrainConfig, lr: float, epochs: int, warmup: fl
 def _phase1(sess: Session, cfg: TrainConfig, data: RunData) -> None:
     st = sess.state
     if cfg.strategy == "linear-probe":
+        if str(cfg.weights).lower() == "none":
+            log.warning("linear probe on random (--weights none) features: expect poor "
+                        "accuracy; use pretrained weights or --strategy fine-tune")
         _linear_probe(sess, cfg, data)
     else:
+        scratch = str(cfg.weights).lower() == "none"
+        if scratch:
+            _train_from_scratch(sess.model)
         if st.epoch == 0 or sess.model.optimizer is None:
             _compile(sess, cfg, cfg.lr, cfg.epochs, min(cfg.warmup_epochs, cfg.epochs / 4))
-        _emit(sess.progress, f"phase 1: training the head for {cfg.epochs} epoch(s), "
-                             "backbone frozen")
+        what = "the whole network from scratch" if scratch else "the head, backbone frozen"
+        _emit(sess.progress, f"phase 1: training {what} "
+                             f"for {cfg.epochs} epoch(s)")
         run_phase(sess, 1, cfg.epochs)
     st.phase1_done = True
     st.phase, st.epoch, st.bad_epochs = 2, 0, 0
     st.save(sess.paths)
+
+
+def _train_from_scratch(model: Any) -> None:
+    """``--weights none``: nothing pretrained to protect, so the whole backbone trains
+    (frozen random layers learn nothing), and BatchNorm statistics follow the batches
+    quickly: the applications' momentum of 0.99-0.999 leaves the moving averages at their
+    initial values after a short run, and inference then sees garbage."""
+    import keras
+
+    for backbone in backbones_of(model):
+        backbone.trainable = True
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = min(layer.momentum, SCRATCH_BN_MOMENTUM)
 
 
 def _linear_probe(sess: Session, cfg: TrainConfig, data: RunData) -> None:
