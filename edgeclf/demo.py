@@ -27,7 +27,8 @@ class DemoConfig:
     weights: str = "none"
     backbone: str = "mobilenetv2_0.35"
     image_size: int = 64
-    epochs: int = 6
+    epochs: int = 20                    # from scratch: ~45% on 5 shape classes (not uniform)
+    lr: float = 0.003
     fine_tune_epochs: int = 0
     per_class: int = 60
     formats: tuple[str, ...] = ("all",)
@@ -113,7 +114,7 @@ def _train(cfg: DemoConfig, state: dict) -> str:
 
     tc = TrainConfig(data_dir=str(state["data"]), out=str(cfg.out), name=cfg.name,
                      backbone=cfg.backbone, weights=cfg.weights, image_size=cfg.image_size,
-                     epochs=cfg.epochs, fine_tune_epochs=cfg.fine_tune_epochs,
+                     epochs=cfg.epochs, lr=cfg.lr, fine_tune_epochs=cfg.fine_tune_epochs,
                      overwrite=cfg.overwrite, patience=0)
     res = train(tc)
     test = res.metrics.get("test", {})

@@ -21,7 +21,7 @@ def demo(
     weights: str = typer.Option("none", help="none | imagenet | PATH to a Keras .h5."),
     backbone: str = typer.Option("mobilenetv2_0.35", help="See `edgeclf backbones`."),
     image_size: int = typer.Option(64, help="Input size (small keeps the demo fast)."),
-    epochs: int = typer.Option(6, help="Training epochs."),
+    epochs: int = typer.Option(20, help="Training epochs."),
 ) -> None:
     """Train -> export -> parity -> bench -> predict -> report on a generated dataset."""
     from edgeclf.demo import DemoConfig, run_demo
