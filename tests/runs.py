@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 from edgeclf import __version__  # noqa: E402
 from edgeclf.data.split import Split  # noqa: E402
+from edgeclf.export.utils import _all_layers  # noqa: E402
 from edgeclf.run import RunPaths  # noqa: E402
 from edgeclf.runtime.contract import Contract  # noqa: E402
 from edgeclf.runtime.preprocess import preprocess_batch  # noqa: E402
@@ -128,15 +129,6 @@ def _train(model, x: np.ndarray, y: np.ndarray, *, epochs: int, seed: int) -> No
     model.fit(x.astype("float32"), y, batch_size=16, epochs=epochs, verbose=0, shuffle=True)
     for bn, momentum in zip(norms, saved):
         bn.momentum = momentum
-
-
-def _all_layers(model) -> list:
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if hasattr(layer, "layers"):
-            out += _all_layers(layer)
-    return out
 
 
 def write_run_files(paths: RunPaths, *, backbone: str, contract: Contract,

@@ -31,6 +31,8 @@ DEFAULT_UNFREEZE_FRACTION = 0.5
 #: Keys that are not part of a run's identity (never saved as the run's config).
 _TRANSIENT = ("resume", "overwrite")
 
+_AUG = AugmentConfig()
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -61,13 +63,13 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_weights: str = "none"
     augment: bool = True
-    rotation: float = 15.0
-    width_shift: float = 0.1
-    height_shift: float = 0.1
-    shear: float = 0.0
-    zoom: float = 0.15
-    channel_shift: float = 20.0
-    horizontal_flip: bool = True
+    rotation: float = _AUG.rotation                  # defaults: edgeclf.data.augment
+    width_shift: float = _AUG.width_shift
+    height_shift: float = _AUG.height_shift
+    shear: float = _AUG.shear
+    zoom: float = _AUG.zoom
+    channel_shift: float = _AUG.channel_shift
+    horizontal_flip: bool = _AUG.horizontal_flip
     patience: int = 5
     split: str = "70,20,10"
     seed: int = 0
