@@ -101,8 +101,9 @@ def accuracy(run: Path, limit: int) -> dict[str, dict]:
 
 
 def interleaved_check(run: Path, threads: int = 2, rounds: int = 15, calls: int = 10) -> dict:
-    """Batch 1, float32: onnxruntime as the predictor configures it (intra-op threads spin
-    while idle), the same session with spinning off, and a bare LiteRT/XNNPACK interpreter,
+    """Batch 1, float32: onnxruntime with idle intra-op threads spinning, the same session
+    with spinning off (what the predictor uses since the loaded-machine run showed spinning
+    doubling batch-1 latency), and a bare LiteRT/XNNPACK interpreter,
     taking turns in one process so that all three see the same machine load."""
     import time
 
@@ -129,9 +130,9 @@ def interleaved_check(run: Path, threads: int = 2, rounds: int = 15, calls: int 
     name = spin.get_inputs()[0].name
     xnn = open_tflite_xnnpack({"path": str(RunPaths(run).export_dir / files[("tflite", "none")]),
                                "threads": threads, "device": "cpu"})
-    fns = {"onnxruntime (spinning, as the predictor)":
+    fns = {"onnxruntime (allow_spinning=1)":
            lambda: spin.run(None, {name: x.astype(np.float32)}),
-           "onnxruntime (allow_spinning=0)":
+           "onnxruntime (allow_spinning=0, as the predictor)":
            lambda: nospin.run(None, {name: x.astype(np.float32)}),
            "LiteRT + XNNPACK (bare)": lambda: xnn.infer(x)}
     times: dict[str, list[float]] = {k: [] for k in fns}
