@@ -21,6 +21,9 @@ class Split:
     test: list[str]
     seed: int = 0
     fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    #: content hash of each listed file when the split was made (lets later stages name
+    #: files that changed since training); None for splits written without them
+    sha256: dict[str, str] | None = None
 
     def paths(self, name: str) -> list[str]:
         if name not in SPLITS:
@@ -34,7 +37,8 @@ class Split:
     def to_dict(self) -> dict:
         return {"root": str(self.root), "classes": list(self.classes),
                 "train": list(self.train), "val": list(self.val), "test": list(self.test),
-                "seed": self.seed, "fractions": list(self.fractions)}
+                "seed": self.seed, "fractions": list(self.fractions),
+                **({"sha256": dict(self.sha256)} if self.sha256 else {})}
 
     def write(self, path: str | Path) -> Path:
         return write_json(path, self.to_dict())
@@ -48,7 +52,8 @@ class Split:
         return cls(root=Path(d["root"]), classes=list(d["classes"]),
                    train=list(d["train"]), val=list(d["val"]), test=list(d["test"]),
                    seed=int(d.get("seed", 0)),
-                   fractions=tuple(d.get("fractions", (0.7, 0.2, 0.1))))
+                   fractions=tuple(d.get("fractions", (0.7, 0.2, 0.1))),
+                   sha256=dict(d["sha256"]) if isinstance(d.get("sha256"), dict) else None)
 
 
 def parse_fractions(spec: str | tuple | list) -> tuple[float, float, float]:
@@ -71,7 +76,7 @@ def _rank(seed: int, relpath: str) -> str:
 
 def make_split(root: Path, classes: list[str], relpaths: list[str], *,
                fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
-               seed: int = 0) -> Split:
+               seed: int = 0, hashes: dict[str, str] | None = None) -> Split:
     """Split per class by a hash of (seed, relative path): stable across processes and
     machines, and independent of file contents. Every class with >= 3 images gets at
     least one image in val and in test (when those fractions are non-zero)."""
@@ -97,5 +102,6 @@ def make_split(root: Path, classes: list[str], relpaths: list[str], *,
         out["train"] += paths[n_test + n_val:]
     for s in SPLITS:
         out[s].sort()
+    recorded = {p: hashes[p] for p in sorted(relpaths) if p in hashes} if hashes else None
     return Split(root=Path(root), classes=list(classes), seed=seed, fractions=fractions,
-                 **out)
+                 sha256=recorded, **out)

@@ -91,7 +91,8 @@ def prepare(cfg: TrainConfig, contract: Contract, split_file: Path | None,
         relpaths = [it.relpath for it in dataset.items if ok.get(it.relpath)
                     and it.relpath.split("/", 1)[0] in usable_classes]
         split = make_split(dataset.root, usable_classes, relpaths,
-                           fractions=parse_fractions(cfg.split), seed=cfg.seed)
+                           fractions=parse_fractions(cfg.split), seed=cfg.seed,
+                           hashes={it.relpath: it.sha256 for it in dataset.items})
     index = cache.index_of()
     missing = [p for p in split.train + split.val + split.test if p not in index]
     if missing:

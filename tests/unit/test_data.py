@@ -184,3 +184,15 @@ def test_split_fractions_and_json_contract(tmp_path):
     assert set(d) >= {"root", "classes", "train", "val", "test"}
     assert Split.read(tmp_path / "split.json") == s
     assert s.labels("test") == [0, 0]
+    assert "sha256" not in d                      # none given: none written
+
+
+def test_split_records_content_hashes_of_its_files(tmp_path):
+    root = _two_classes(tmp_path / "data")
+    ds = scan_dataset(root)
+    hashes = {it.relpath: it.sha256 for it in ds.items}
+    s = make_split(root, ds.classes, sorted(hashes), hashes=hashes)
+    s.write(tmp_path / "split.json")
+    d = json.loads((tmp_path / "split.json").read_text())
+    assert d["sha256"] == hashes and sorted(d["sha256"]) == sorted(s.train + s.val + s.test)
+    assert Split.read(tmp_path / "split.json").sha256 == hashes

@@ -38,6 +38,7 @@ def test_cli_linear_probe_then_fine_tune_writes_the_run_contract(shapes_dir, tmp
     assert paths.read_labels() == run["classes"] == sorted(run["classes"])
     split = json.loads(paths.split.read_text())
     assert split["classes"] == run["classes"] and split["train"] and split["test"]
+    assert sorted(split["sha256"]) == sorted(split["train"] + split["val"] + split["test"])
     assert paths.data_report.is_file() and list(paths.logs.glob("events.out.tfevents.*"))
     history = paths.history.read_text().splitlines()
     assert history[0].startswith("epoch,phase,loss,accuracy,val_loss,val_accuracy")
