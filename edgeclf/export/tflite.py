@@ -2,8 +2,10 @@
 
 Built-in ops only (no Select-TF ops). The batch dimension stays dynamic
 (``shape_signature`` [-1, H, W, 3]). int8 is full-integer (``TFLITE_BUILTINS_INT8``),
-calibrated on the run's training images, with uint8 or int8 input/output: with the
-0..255 input, uint8 input has scale 1 and zero point 0 (raw pixels are the input).
+calibrated on the run's training images (activation ranges measured by
+``tflite_int8``, which corrects the converter's calibration), with uint8 or int8
+input/output: with the 0..255 input, uint8 input has scale 1 and zero point 0 (raw pixels
+are the input).
 The edgeclf metadata is appended as a zip (``edgeclf.runtime.metadata.embed_tflite``).
 """
 
@@ -17,6 +19,7 @@ from edgeclf.errors import ExportError
 from edgeclf.runtime.metadata import embed_tflite
 
 from .savedmodel import SIGNATURE
+from .tflite_int8 import quantize_int8
 from .utils import converter_versions
 
 if TYPE_CHECKING:
@@ -63,8 +66,15 @@ def export_tflite(ctx: "ExportContext", path: Path, quantization: str) -> dict:
         raise ExportError(f"int8 input/output type must be one of {INT8_IO_TYPES}, "
                           f"got {ctx.int8_io!r}")
     converter = make_converter(ctx, quantization)
+    options: dict = {}
     try:
-        flatbuffer = converter.convert()
+        if quantization == "int8":
+            flatbuffer, record = quantize_int8(
+                converter, ctx.calibration().batches(1), converter.inference_input_type,
+                seed=ctx.seed)
+            options = {"int8_io": ctx.int8_io, "int8_ranges": record}
+        else:
+            flatbuffer = converter.convert()
     except Exception as e:  # the MLIR converter raises ConverterError and others
         raise ExportError(f"TFLite conversion ({quantization}) failed: "
                           f"{type(e).__name__}: {str(e)[:2000]}") from e
@@ -72,17 +82,22 @@ def export_tflite(ctx: "ExportContext", path: Path, quantization: str) -> dict:
         check_int8_input(flatbuffer, ctx.int8_io)
     path.write_bytes(flatbuffer)
     embed_tflite(path, ctx.meta)
-    options = {"int8_io": ctx.int8_io} if quantization == "int8" else {}
     return {**converter_versions(*TFLITE_TOOLS), **options}
 
 
-def _interpreter(model: bytes | Path) -> Any:
+def interpreter_class() -> Any:
+    """LiteRT's Interpreter, or TensorFlow's where ai-edge-litert is not installed."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+def _interpreter(model: bytes | Path) -> Any:
+    Interpreter = interpreter_class()
     if isinstance(model, Path):
         return Interpreter(model_path=str(model))
     return Interpreter(model_content=model)

@@ -123,11 +123,17 @@ def input_spec(size: tuple[int, int]) -> Any:
     return tf.TensorSpec((None, size[0], size[1], 3), tf.float32, name=INPUT_NAME)
 
 
+#: distributions that install the same import package (tensorflow-cpu provides tensorflow)
+_DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos")}
+
+
 def package_version(name: str) -> str:
-    try:
-        return importlib_metadata.version(name)
-    except importlib_metadata.PackageNotFoundError:
-        return ""
+    for dist in _DISTRIBUTIONS.get(name, (name,)):
+        try:
+            return importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return ""
 
 
 def converter_versions(*names: str) -> dict[str, str]:
