@@ -101,10 +101,10 @@ def accuracy(run: Path, limit: int) -> dict[str, dict]:
 
 
 def interleaved_check(run: Path, threads: int = 2, rounds: int = 15, calls: int = 10) -> dict:
-    """Batch 1, float32: onnxruntime with idle intra-op threads spinning, the same session
-    with spinning off (what the predictor uses since the loaded-machine run showed spinning
-    doubling batch-1 latency), and a bare LiteRT/XNNPACK interpreter,
-    taking turns in one process so that all three see the same machine load."""
+    """Batch 1, float32: onnxruntime under three spinning policies (its default: spinning,
+    also ~50 ms after each run; spinning within runs only, what the predictor uses; never
+    spinning), and a bare LiteRT/XNNPACK interpreter, taking turns in one process so that
+    all see the same machine load."""
     import time
 
     import onnxruntime as ort
@@ -118,21 +118,24 @@ def interleaved_check(run: Path, threads: int = 2, rounds: int = 15, calls: int 
         return {}
     onnx_path = str(RunPaths(run).export_dir / files[("onnx", "none")])
 
-    def session(spin: bool) -> object:
+    def session(spin: bool, stop: bool = False) -> object:
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        so.add_session_config_entry("session.force_spinning_stop", "1" if stop else "0")
         return ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
 
     x = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
-    spin, nospin = session(True), session(False)
+    spin, inrun, nospin = session(True), session(True, stop=True), session(False)
     name = spin.get_inputs()[0].name
     xnn = open_tflite_xnnpack({"path": str(RunPaths(run).export_dir / files[("tflite", "none")]),
                                "threads": threads, "device": "cpu"})
-    fns = {"onnxruntime (allow_spinning=1)":
+    fns = {"onnxruntime (spinning, its default)":
            lambda: spin.run(None, {name: x.astype(np.float32)}),
-           "onnxruntime (allow_spinning=0, as the predictor)":
+           "onnxruntime (spinning within runs, as the predictor)":
+           lambda: inrun.run(None, {name: x.astype(np.float32)}),
+           "onnxruntime (never spinning)":
            lambda: nospin.run(None, {name: x.astype(np.float32)}),
            "LiteRT + XNNPACK (bare)": lambda: xnn.infer(x)}
     times: dict[str, list[float]] = {k: [] for k in fns}

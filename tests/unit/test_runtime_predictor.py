@@ -248,3 +248,42 @@ def test_bad_and_awkward_files_through_the_predictor(predictor, tmp_path, kind):
     assert str(path) in str(info.value)
     (pred,) = predictor.predict(path, strict=False)
     assert not pred.ok and pred.source == str(path)
+
+
+def _conv_model(path):
+    """A model with enough work per run for onnxruntime to hand it to its thread pool."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(
+        0, 0.1, (64, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Transpose", ["image"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["t", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMean", ["c2"], ["probs"], axes=[2, 3], keepdims=0)]
+    w2 = numpy_helper.from_array(np.random.default_rng(1).normal(
+        0, 0.1, (3, 64, 3, 3)).astype(np.float32), "w2")
+    graph = helper.make_graph(
+        nodes, "conv", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                      ["N", 160, 160, 3])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])], [w, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx_path = path / "conv.onnx"
+    onnx_path.write_bytes(model.SerializeToString())
+    return onnx_path
+
+
+def test_onnx_threads_spin_during_a_run_and_stop_when_it_returns(tmp_path):
+    """An embedded predictor must not burn its host's CPU between requests: onnxruntime's
+    own default keeps intra-op threads spinning ~50 ms after every run."""
+    import time
+
+    from edgeclf.runtime._onnx import OnnxBackend
+
+    backend = OnnxBackend(_conv_model(tmp_path), threads=2)
+    pixels = np.random.default_rng(2).integers(0, 256, (4, 160, 160, 3), dtype=np.uint8)
+    for _ in range(5):
+        backend._run(pixels)
+    idle_from = time.process_time()
+    time.sleep(0.3)
+    assert time.process_time() - idle_from < 0.02
