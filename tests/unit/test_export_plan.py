@@ -91,8 +91,9 @@ def test_int8_speed_warning_depends_on_cpu_flags():
     assert int8_speed_warning(frozenset({"avx2", "avx512_vnni"})) is None
     assert int8_speed_warning(frozenset({"asimddp"})) is None
     assert int8_speed_warning(frozenset()) is None        # unknown CPU: say nothing
-    assert int8_options(frozenset({"avx2"}))["reduce_range"] is True
-    assert int8_options(frozenset({"avx_vnni"}))["reduce_range"] is False
+    # the ONNX int8 artifact is the same on every CPU: U8U8, 8-bit weights (no saturation)
+    assert int8_options()["weight_type"] == "QUInt8"
+    assert int8_options()["reduce_range"] is False
     assert speed_warning("none", frozenset({"avx2"})) is None
     assert "float16" in speed_warning("float16", frozenset({"avx2"}))
 
