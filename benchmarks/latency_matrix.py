@@ -141,6 +141,7 @@ def interleaved_check(run: Path, threads: int = 2, rounds: int = 15, calls: int 
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
+            time.sleep(0.1)     # let the previous session's spinning threads go idle
             fn()
             for _ in range(calls):
                 t0 = time.perf_counter()
