@@ -87,7 +87,21 @@ def _matrix(ctx: Context, ev: dict | None) -> tuple[list[list], list[str]]:
         cm = pick(cm, "matrix", "counts")
     rows = [r for r in as_list(cm) if isinstance(r, list)]
     names = [str(c) for c in as_list(classes)] or ctx.classes
+    if not rows and names:     # many classes: eval.json lists [true, predicted, count] cells
+        rows = _dense(as_list(pick(ev, "confusion_cells")), len(names))
     return rows, names
+
+
+def _dense(cells: list, n: int) -> list[list[int]]:
+    """A dense n x n matrix from ``[true, predicted, count]`` cells (bad cells skipped)."""
+    if not cells:
+        return []
+    rows = [[0] * n for _ in range(n)]
+    for cell in cells:
+        if isinstance(cell, list) and len(cell) == 3 and all(isinstance(v, int) for v in cell) \
+                and 0 <= cell[0] < n and 0 <= cell[1] < n:
+            rows[cell[0]][cell[1]] += cell[2]
+    return rows
 
 
 def _confusion(ctx: Context, ev: dict | None) -> Raw:

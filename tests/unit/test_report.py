@@ -222,3 +222,21 @@ def test_interrupted_training_says_how_to_continue(tmp_path):
     with run_lock(RunPaths(run)):
         assert f"training is running (pid {os.getpid()})" in _section(render_report(run),
                                                                         "training")
+
+
+def test_confusion_is_drawn_from_sparse_cells_without_the_png(tmp_path):
+    """Past 256 classes eval.json lists [true, predicted, count] cells instead of a matrix;
+    without confusion_matrix.png the report draws the figure from those cells."""
+    run = make_full_run(tmp_path)
+    (run / "confusion_matrix.png").unlink(missing_ok=True)
+    ev = json.loads((run / "eval.json").read_text())
+    n = len(ev.get("labels") or json.loads((run / "run.json").read_text())["classes"])
+    ev.pop("confusion_matrix", None)
+    ev.pop("confusion", None)
+    ev["confusion_cells"] = [[i, i, 5] for i in range(n)] + [[0, n - 1, 2], [n + 3, 0, 1]]
+    (run / "eval.json").write_text(json.dumps(ev))
+    html = _section(render_report(run), "evaluation")
+    assert 'alt="confusion matrix"' in html and "not drawn" not in html
+    ev["confusion_cells"] = []
+    (run / "eval.json").write_text(json.dumps(ev))
+    assert "no confusion matrix yet" in _section(render_report(run), "evaluation")
