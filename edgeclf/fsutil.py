@@ -106,6 +106,12 @@ def sweep_partials(final: str | Path) -> list[Path]:
     return removed
 
 
+def partial_target(path: str | Path) -> str | None:
+    """The name of the file a temporary (``.NAME.PID.X.partial`` / ``.old``) stands for."""
+    m = _PARTIAL.match(Path(path).name)
+    return m.group("name") if m else None
+
+
 def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any, Callable
 from edgeclf.report.html import refresh_report
 from edgeclf.data.split import Split
 from edgeclf.errors import ConfigError, EdgeclfError, ExportError, RunError
-from edgeclf.fsutil import atomic_path, read_json, write_text
+from edgeclf.fsutil import atomic_path, partial_target, read_json, write_text
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 from edgeclf.runtime.manifest import sha256_file
@@ -202,8 +203,17 @@ def check_writable(export_dir: Path) -> None:
 
 
 def remove_partials(export_dir: Path) -> None:
-    """Delete temporary files an earlier, killed export left (names start with a dot)."""
-    for p in export_dir.glob(".*"):
+    """Delete temporary files an earlier, killed export left (names start with a dot; the
+    caller holds the run lock, so no live export owns them). An artifact folder whose
+    replacement was interrupted between its two renames exists only as its aside copy
+    (``.NAME.PID.X.old``): that copy is put back, not deleted."""
+    for p in sorted(export_dir.glob(".*")):
+        if p.name.endswith(".old"):
+            target = partial_target(p)
+            if target and not (export_dir / target).exists():
+                os.replace(p, export_dir / target)
+                log.warning("restored %s (an interrupted export was replacing it)", target)
+                continue
         if ".partial" in p.name or p.name.endswith(".old"):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             log.info("removed %s left by an interrupted export", p.name)

@@ -165,3 +165,17 @@ def test_dynamic_onnx_keeps_depthwise_convs_and_softmax_in_float(tmp_path):
     onnx.save(helper.make_model(graph), str(path))
     assert _float_ops_nodes(path) == ["softmax"]
     assert _float_ops_nodes(path, depthwise=True) == ["depthwise", "softmax"]
+
+
+def test_an_artifact_folder_caught_between_its_two_renames_is_restored(tmp_path):
+    """A kill after the old saved_model was moved aside and before the new one moved in
+    leaves only the aside copy: the next export puts it back instead of deleting it."""
+    aside = tmp_path / ".saved_model.4242.ab12cd34.old"
+    aside.mkdir()
+    (aside / "saved_model.pb").write_bytes(b"the previous export")
+    (tmp_path / ".model.tflite.4242.ab12cd34.old").write_bytes(b"stale")
+    (tmp_path / "model.tflite").write_bytes(b"finished")
+    remove_partials(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite", "saved_model"]
+    assert (tmp_path / "saved_model" / "saved_model.pb").read_bytes() == b"the previous export"
+    assert (tmp_path / "model.tflite").read_bytes() == b"finished"
