@@ -70,7 +70,7 @@ def export_tflite(ctx: "ExportContext", path: Path, quantization: str) -> dict:
     try:
         if quantization == "int8":
             flatbuffer, record = quantize_int8(
-                converter, ctx.calibration().batches(1), converter.inference_input_type,
+                converter, ctx.calibration().images, converter.inference_input_type,
                 seed=ctx.seed)
             options = {"int8_io": ctx.int8_io, "int8_ranges": record}
         else:

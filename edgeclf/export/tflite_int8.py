@@ -18,7 +18,13 @@ middle one:
    inner activations (after the first convolution, before the softmax) are clipped to the
    ``PERCENTILE`` of their values, so that rare outliers do not widen the step for all
    images; the input, the preprocessing and the logits keep their full range;
-3. the converter's MLIR quantizer (``mlir_quantize``) quantizes with these ranges.
+3. the converter's MLIR quantizer (``mlir_quantize``) quantizes with these ranges;
+4. empirical bias correction: layer by layer in graph order, the int8 model and the float
+   model run on ``BIAS_CORRECTION_IMAGES`` calibration images, and each convolution's (and
+   the classifier's) int32 bias absorbs the mean per-channel difference of its output, so
+   rounding errors stop adding up as a drift along the network. On MobileNetV2 (flowers)
+   this took top-1 agreement with float from 98.1% to 99.2% and the test accuracy drop from
+   1.09 to 0.27 points.
 
 Steps 1 and 3 use TensorFlow internals (the same ones ``tf.lite.experimental.
 QuantizationDebugger`` uses); where a TensorFlow lacks them the plain converter path runs
@@ -41,6 +47,10 @@ PERCENTILE = 99.999
 #: histogram bins per tensor, and values sampled per tensor per calibration image
 BINS = 4096
 SAMPLES_PER_IMAGE = 4096
+#: calibration images (spread over the set) for bias correction
+BIAS_CORRECTION_IMAGES = 64
+#: ops whose bias is corrected
+_BIASED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 #: ops whose outputs stay unclipped when they come before the first convolution
 _CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
@@ -167,10 +177,90 @@ def measure_ranges(calibrated: bytes, images: Iterable[np.ndarray], *,
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), stats
 
 
-def quantize_int8(converter: Any, images: Iterable[np.ndarray], io_type: Any, *,
-                  percentile: float = PERCENTILE, seed: int = 0) -> tuple[bytes, dict]:
+def _run_all(model: bytes, images: np.ndarray, wanted: list[int], dtype) -> dict[int, list]:
+    """Run ``model`` on each image (batch of one), keeping tensors ``wanted``."""
+    from .tflite import interpreter_class
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        interp = interpreter_class()(model_content=model,
+                                     experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    index = interp.get_input_details()[0]["index"]
+    out: dict[int, list] = {i: [] for i in wanted}
+    for image in images:
+        interp.set_tensor(index, image[None].astype(dtype))
+        interp.invoke()
+        for i in wanted:
+            out[i].append(interp.get_tensor(i).copy())
+    return out
+
+
+def _as_input(images: np.ndarray, io_type: Any) -> tuple[np.ndarray, Any]:
+    """Calibration images (0..255) as the quantized model's input type."""
+    if np.dtype(getattr(io_type, "as_numpy_dtype", io_type)) == np.int8:
+        return (images.astype(np.int16) - 128).astype(np.int8), np.int8
+    return images.astype(np.uint8), np.uint8
+
+
+def correct_biases(quantized: bytes, reference: bytes, images: np.ndarray,
+                   io_type: Any) -> tuple[bytes, int]:
+    """Empirical bias correction of the int8 ``quantized`` model against the float
+    ``reference`` (the calibrated model its ranges came from: same tensor names), layer by
+    layer in graph order. Returns the corrected model and how many layers were corrected."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
+    graph = model.subgraphs[0]
+    names = _op_names(model)
+    ref_model = flatbuffer_utils.convert_bytearray_to_object(bytearray(reference))
+    ref_index = {t.name: i for i, t in enumerate(ref_model.subgraphs[0].tensors)}
+    layers = []
+    for op in graph.operators:
+        if names[op.opcodeIndex] not in _BIASED_OPS or len(op.inputs) < 3 or op.inputs[2] < 0:
+            continue
+        out, bias = graph.tensors[op.outputs[0]], graph.tensors[op.inputs[2]]
+        if out.name in ref_index and bias.type == 2 and out.quantization is not None \
+                and out.quantization.scale is not None and len(out.quantization.scale) == 1:
+            layers.append(op)
+    if not layers:
+        return quantized, 0
+    targets = [ref_index[graph.tensors[op.outputs[0]].name] for op in layers]
+    floats = _run_all(reference, images.astype(np.float32), targets, np.float32)
+    pixels, dtype = _as_input(images, io_type)
+    current = quantized
+    for op, target in zip(layers, targets):
+        out = graph.tensors[op.outputs[0]]
+        got = _run_all(current, pixels, [int(op.outputs[0])], dtype)[int(op.outputs[0])]
+        q = out.quantization
+        deq = (np.concatenate(got).astype(np.float64) - q.zeroPoint[0]) * q.scale[0]
+        error = deq - np.concatenate(floats[target])
+        error = error.reshape(-1, error.shape[-1]).mean(axis=0)          # per channel
+        weight_scale = np.asarray(graph.tensors[op.inputs[1]].quantization.scale, np.float64)
+        bias_scale = graph.tensors[op.inputs[0]].quantization.scale[0] * weight_scale
+        buffer = model.buffers[graph.tensors[op.inputs[2]].buffer]
+        bias = np.frombuffer(bytes(bytearray(buffer.data)), np.int32).astype(np.int64)
+        bias -= np.round(error / bias_scale).astype(np.int64)
+        bias = np.clip(bias, np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
+        buffer.data = np.frombuffer(bias.tobytes(), np.uint8)
+        current = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    log.info("int8 bias correction: %d layers on %d images", len(layers), len(images))
+    return current, len(layers)
+
+
+def _spread(images: np.ndarray, n: int) -> np.ndarray:
+    """``n`` images spread evenly over the (class-ordered) calibration set."""
+    if len(images) <= n:
+        return images
+    return images[np.linspace(0, len(images) - 1, n).round().astype(int)]
+
+
+def quantize_int8(converter: Any, images: np.ndarray, io_type: Any, *,
+                  percentile: float = PERCENTILE, seed: int = 0,
+                  bias_correction: bool = True) -> tuple[bytes, dict]:
     """Full-integer quantize with ``converter`` (already set up for int8 with its
-    representative dataset); return the flatbuffer and the calibration record."""
+    representative dataset); ``images`` are the calibration images, (N, H, W, 3) holding
+    0..255. Returns the flatbuffer and the calibration record."""
     try:
         from tensorflow.lite.python.convert import mlir_quantize
     except ImportError:
@@ -181,7 +271,13 @@ def quantize_int8(converter: Any, images: Iterable[np.ndarray], io_type: Any, *,
         return converter.convert(), {"method": "converter-minmax"}
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
-    calibrated, stats = measure_ranges(calibrated, images, percentile=percentile, seed=seed)
-    quantized = mlir_quantize(calibrated, disable_per_channel=False,
-                              input_data_type=io_type, output_data_type=io_type)
-    return bytes(quantized), stats.to_dict(percentile)
+    batches = (images[i:i + 1].astype(np.float32) for i in range(len(images)))
+    calibrated, stats = measure_ranges(calibrated, batches, percentile=percentile, seed=seed)
+    quantized = bytes(mlir_quantize(calibrated, disable_per_channel=False,
+                                    input_data_type=io_type, output_data_type=io_type))
+    record = stats.to_dict(percentile)
+    if len(images) and bias_correction:
+        sample = _spread(images, BIAS_CORRECTION_IMAGES)
+        quantized, layers = correct_biases(quantized, calibrated, sample, io_type)
+        record["bias_correction"] = {"images": int(len(sample)), "layers": layers}
+    return quantized, record

@@ -82,9 +82,7 @@ def test_int8_model_keeps_every_input_level_through_the_rescaling(residual_saved
     from edgeclf.export.tflite import interpreter_class
 
     path, images, model = residual_saved_model
-    flatbuffer, record = quantize_int8(_converter(path, images),
-                                       (images[i:i + 1] for i in range(len(images))),
-                                       tf.uint8)
+    flatbuffer, record = quantize_int8(_converter(path, images), images, tf.uint8)
     assert record["method"] == "minmax-unshared-buffers+percentile"
     assert record["tensors"] > 0
     interp = interpreter_class()(model_content=flatbuffer)
@@ -118,6 +116,48 @@ def test_without_the_calibrate_only_pass_the_plain_converter_runs(residual_saved
 
     path, images, _ = residual_saved_model
     monkeypatch.delattr(convert, "mlir_quantize")
-    flatbuffer, record = quantize_int8(_converter(path, images), iter(()), tf.uint8)
+    flatbuffer, record = quantize_int8(_converter(path, images), images, tf.uint8)
     assert record == {"method": "converter-minmax"} and len(flatbuffer) > 1000
     assert "calibrate-only" in caplog.text
+
+
+def _mean_errors(quantized: bytes, reference: bytes, images) -> np.ndarray:
+    """Mean per-channel error of every biased layer's output, int8 vs float."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgeclf.export.tflite_int8 import _BIASED_OPS, _op_names, _run_all
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
+    graph, names = model.subgraphs[0], _op_names(model)
+    ref = flatbuffer_utils.convert_bytearray_to_object(bytearray(reference))
+    ref_index = {t.name: i for i, t in enumerate(ref.subgraphs[0].tensors)}
+    outs = [int(op.outputs[0]) for op in graph.operators if names[op.opcodeIndex] in _BIASED_OPS]
+    got = _run_all(quantized, images.astype(np.uint8), outs, np.uint8)
+    errors = []
+    for i in outs:
+        q = graph.tensors[i].quantization
+        want = _run_all(reference, images, [ref_index[graph.tensors[i].name]], np.float32)
+        deq = (np.concatenate(got[i]).astype(np.float64) - q.zeroPoint[0]) * q.scale[0]
+        diff = deq - np.concatenate(next(iter(want.values())))
+        errors.append(np.abs(diff.reshape(-1, diff.shape[-1]).mean(axis=0)).mean())
+    return np.array(errors)
+
+
+def test_bias_correction_removes_the_mean_error_of_every_layer(residual_saved_model):
+    import tensorflow as tf
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from edgeclf.export.tflite_int8 import correct_biases, measure_ranges
+
+    path, images, _ = residual_saved_model
+    converter = _converter(path, images)
+    converter._experimental_calibrate_only = True
+    calibrated, _ = measure_ranges(converter.convert(), (images[i:i + 1] for i in
+                                                         range(len(images))))
+    quantized = bytes(mlir_quantize(calibrated, disable_per_channel=False,
+                                    input_data_type=tf.uint8, output_data_type=tf.uint8))
+    corrected, layers = correct_biases(quantized, calibrated, images, tf.uint8)
+    assert layers == 3                      # two convolutions and the classifier
+    before = _mean_errors(quantized, calibrated, images)
+    after = _mean_errors(corrected, calibrated, images)
+    assert after.sum() < 0.5 * before.sum(), (before, after)
