@@ -31,7 +31,7 @@ from . import FORMATS, QUANTIZATIONS
 from .calibration import DEFAULT_CALIBRATION_SIZE, CalibrationSet, load_calibration
 from .manifest import float32_bytes, make_entry, read_existing, update_manifest
 from .onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert_float_onnx
-from .onnx_quant import speed_warning
+from .onnx_quant import export_notes
 from .savedmodel import write_savedmodel
 from .tflite import INT8_IO_TYPES
 from .utils import as_float32, check_contract, load_checkpoint
@@ -303,7 +303,7 @@ def export_one(ctx: ExportContext, export_dir: Path, fmt: str, quantization: str
     update_manifest(export_dir, entry, meta=ctx.meta, checkpoint=checkpoint,
                                calibration=calibration)
     warnings = []
-    if fmt == "onnx" and (note := speed_warning(quantization)):
+    for note in export_notes(quantization) if fmt == "onnx" else []:
         log.warning("%s: %s", final.name, note)
         warnings.append(note)
     return ArtifactResult(fmt, quantization, "ok", file=entry["file"], bytes=entry["bytes"],

@@ -15,7 +15,7 @@ from edgeclf.export import FORMATS, QUANTIZATIONS, artifact_path, plan_jobs
 from edgeclf.export.calibration import anchor_pixel_range, stratified_sample
 from edgeclf.export.exporter import remove_partials
 from edgeclf.export.manifest import float32_bytes, read_existing, update_manifest
-from edgeclf.export.onnx_quant import int8_options, speed_warning
+from edgeclf.export.onnx_quant import export_notes, int8_options, speed_warning
 from edgeclf.export.utils import _float32_config, int8_speed_warning
 from edgeclf.runtime.manifest import load_manifest
 
@@ -96,6 +96,12 @@ def test_int8_speed_warning_depends_on_cpu_flags():
     assert int8_options()["reduce_range"] is False
     assert speed_warning("none", frozenset({"avx2"})) is None
     assert "float16" in speed_warning("float16", frozenset({"avx2"}))
+    # accuracy notes do not depend on the CPU; speed notes do
+    assert export_notes("int8", frozenset({"avx512_vnni"})) == []
+    assert export_notes("none", frozenset({"avx2"})) == []
+    notes = export_notes("dynamic", frozenset({"avx512_vnni"}))
+    assert len(notes) == 1 and "prefer --quantize int8" in notes[0]
+    assert len(export_notes("dynamic", frozenset({"avx2"}))) == 2
 
 
 def test_mixed_precision_policies_are_rewritten_to_float32():
