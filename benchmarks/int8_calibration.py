@@ -103,23 +103,14 @@ def tflite_variants(saved_model: Path, calibration, seed: int) -> dict[str, byte
 
 
 def onnx_variants(model: Path, calibration, work: Path) -> dict[str, Path]:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
-                                          QuantFormat, QuantType, quantize_static)
+    from edgeclf.export.onnx_quant import quantize_int8
 
-    from edgeclf.export.onnx_quant import _float_ops_nodes, _Reader, prepare_for_quantization
-
-    prepared = prepare_for_quantization(model, work)
-    reader = type("Reader", (_Reader, CalibrationDataReader), {})
     out = {}
-    for label, weights, reduce in (("onnx int8, U8S8 7-bit weights", QuantType.QInt8, True),
-                                   ("onnx int8, U8U8 8-bit weights", QuantType.QUInt8, False)):
-        dst = work / f"{weights.name}-{reduce}.onnx"
-        quantize_static(str(prepared), str(dst), reader(calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce,
-                        activation_type=QuantType.QUInt8, weight_type=weights,
-                        nodes_to_exclude=_float_ops_nodes(prepared),
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"CalibTensorRangeSymmetric": False})
+    for label, options in (("onnx int8, U8S8 7-bit weights",
+                            {"weight_type": "QInt8", "reduce_range": True}),
+                           ("onnx int8, U8U8 8-bit weights", {})):   # edgeclf's recipe
+        dst = work / f"{len(out)}.onnx"
+        quantize_int8(model, dst, calibration, work, options=options)
         out[label] = dst
     return out
 

@@ -88,26 +88,33 @@ def int8_options() -> dict:
     without VNNI; its advice there, 7-bit weights (``reduce_range``), costs precision
     instead. Its U8U8 kernels widen to 16 bits first and never saturate, so the artifact
     computes the same on any CPU it is deployed to. Measured on MobileNetV2 / flowers
-    (test split, three calibration seeds): U8S8 + reduce_range 93.5-95.1% top-1 agreement
-    with float (-1.1 to -2.2 points), U8S8 without it 92-93%, U8U8 98.4% (-0.27 points)."""
+    (test split, several calibration seeds): U8S8 + reduce_range 93.5-95.1% top-1 agreement
+    with float (-1.1 to -2.2 points), U8S8 without it 92-93%, U8U8 98.4-98.6% (0 to -0.54
+    points; benchmarks/results/int8-calibration-*)."""
     return {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QUInt8",
             "per_channel": True, "reduce_range": False, "calibrate_method": "MinMax"}
 
 
-def quantize_int8(src: Path, dst: Path, calibration: "CalibrationSet", work_dir: Path) -> dict:
+def quantize_int8(src: Path, dst: Path, calibration: "CalibrationSet", work_dir: Path, *,
+                  options: dict | None = None) -> dict:
+    """Static QDQ int8 with ``options`` (default :func:`int8_options`; benchmarks pass
+    others to compare recipes)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
                                           QuantFormat, QuantType, quantize_static)
 
-    options = int8_options()
+    options = {**int8_options(), **(options or {})}
     reader_cls = type("EdgeclfCalibrationReader", (_Reader, CalibrationDataReader), {})
     prepared = prepare_for_quantization(src, work_dir)
     try:
         quantize_static(str(prepared), str(dst), reader_cls(calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=options["per_channel"],
+                        quant_format=getattr(QuantFormat, options["quant_format"]),
+                        per_channel=options["per_channel"],
                         reduce_range=options["reduce_range"],
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
+                        activation_type=getattr(QuantType, options["activation_type"]),
+                        weight_type=getattr(QuantType, options["weight_type"]),
                         nodes_to_exclude=_float_ops_nodes(prepared),
-                        calibrate_method=CalibrationMethod.MinMax,
+                        calibrate_method=getattr(CalibrationMethod,
+                                                 options["calibrate_method"]),
                         extra_options={"CalibTensorRangeSymmetric": False})
     except Exception as e:  # onnxruntime's quantizer raises assorted types
         raise ExportError(f"ONNX int8 quantization failed: {type(e).__name__}: {e}") from e

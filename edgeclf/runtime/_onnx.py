@@ -97,8 +97,8 @@ def _session_options(ort, threads: int | None):
     # Intra-op threads spin while a run is in progress (batch 1 hands ~60 small ops to the
     # pool in turn; waking a sleeping thread for each costs ~2 ms per MobileNetV2 call) and
     # stop spinning as soon as the run returns, so an embedded predictor burns no CPU of
-    # its host between requests. Measured side by side (benchmarks/results/bench-cpu-*):
-    # batch 1 / 2 threads, p50 8.6 ms never spinning, 6.5 ms spinning within runs.
+    # its host between requests. Batch 1 / 2 threads, MobileNetV2: ~10% faster than never
+    # spinning, as fast as spinning throughout (benchmarks/results/bench-cpu-*T2125.md).
     so.add_session_config_entry("session.intra_op.allow_spinning", "1")
     so.add_session_config_entry("session.force_spinning_stop", "1")
     return so
