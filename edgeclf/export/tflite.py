@@ -6,6 +6,8 @@ calibrated on the run's training images (activation ranges measured by
 ``tflite_int8``, which corrects the converter's calibration), with uint8 or int8
 input/output: with the 0..255 input, uint8 input has scale 1 and zero point 0 (raw pixels
 are the input).
+The dynamic and int8 models are then re-serialized with each distinct quantization vector
+stored once (``tflite_compact``: lossless; the per-channel zero points are all zeros).
 The edgeclf metadata is appended as a zip (``edgeclf.runtime.metadata.embed_tflite``).
 """
 
@@ -19,6 +21,7 @@ from edgeclf.errors import ExportError
 from edgeclf.runtime.metadata import embed_tflite
 
 from .savedmodel import SIGNATURE
+from .tflite_compact import COMPACTED, compact_tflite
 from .tflite_int8 import quantize_int8
 from .utils import converter_versions
 
@@ -78,6 +81,10 @@ def export_tflite(ctx: "ExportContext", path: Path, quantization: str) -> dict:
     except Exception as e:  # the MLIR converter raises ConverterError and others
         raise ExportError(f"TFLite conversion ({quantization}) failed: "
                           f"{type(e).__name__}: {str(e)[:2000]}") from e
+    if quantization in COMPACTED:
+        flatbuffer, compacted = compact_tflite(flatbuffer)
+        if compacted is not None:
+            options["compacted"] = compacted
     if quantization == "int8":
         check_int8_input(flatbuffer, ctx.int8_io)
     path.write_bytes(flatbuffer)
