@@ -23,6 +23,7 @@ import numpy as np
 from edgeclf.errors import ConfigError
 
 from .augment import AugmentConfig, augment_batch
+from .procring import ProcessRing, memmap_source
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,12 @@ class LoaderStats:
 
 
 def default_workers() -> int:
-    return max(1, min(8, (os.cpu_count() or 1)))
+    """Every core on small machines; one left for the training loop from 4 cores on."""
+    cores = os.cpu_count() or 1
+    return cores if cores <= 2 else max(2, min(16, cores - 1))
+
+
+PROCESS_MIN_WORKERS = 4    # below this, threads scale fine (measured on 2 cores)
 
 
 class BatchLoader:
@@ -61,7 +67,8 @@ class BatchLoader:
                  labels: np.ndarray | list[int], *, batch_size: int, shuffle: bool = False,
                  augment: AugmentConfig | None = None, drop_remainder: bool = False,
                  pad: bool = False, workers: int | None = None, prefetch: int | None = None,
-                 seed: int = 0, max_batches: int | None = None) -> None:
+                 seed: int = 0, max_batches: int | None = None,
+                 processes: bool | None = None) -> None:
         self.images = images
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int32)
@@ -77,6 +84,19 @@ class BatchLoader:
         self.seed = int(seed)
         self.max_batches = max_batches
         self.stats = LoaderStats()
+        # augmenting loaders over a memmapped cache use worker processes (see procring)
+        # when there are enough workers for the GIL to matter, or when asked to
+        self._source = memmap_source(images) if self.augment is not None and not pad else None
+        want = processes if processes is not None else self.workers >= PROCESS_MIN_WORKERS
+        self.processes = bool(want and self._source is not None and self.workers > 1)
+        self._slots = int(prefetch or self.workers + 2)
+        self._ring: ProcessRing | None = None
+
+    def close(self) -> None:
+        """Stop the worker processes (if any) and remove their ring file."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
 
     def __len__(self) -> int:
         n = len(self.indices)
@@ -119,6 +139,9 @@ class BatchLoader:
         if self.workers <= 1 and self.prefetch <= 1:
             for b, rows in enumerate(slices):
                 yield self._timed(lambda: self._make(rows, epoch, b))
+            return
+        if self.processes:
+            yield from self._ring_epoch(slices, epoch)
             return
         yield from self._background(slices, epoch)
 
@@ -170,3 +193,59 @@ class BatchLoader:
                     item.cancel()
             feeder.join(timeout=5)
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _ring_epoch(self, slices: list[np.ndarray], epoch: int) -> Iterator[Batch]:
+        """Batches augmented by worker processes into ring slots; a slot is reused once the
+        consumer asks for the next batch."""
+        if self._ring is None:
+            self._ring = ProcessRing(self._source, (self.batch_size, *self.images.shape[1:]),
+                                     workers=self.workers, slots=max(2, self._slots))
+        ring = self._ring
+        free: queue.Queue[int] = queue.Queue()
+        for slot in range(ring.slots):
+            free.put(slot)
+        pending: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def feed() -> None:
+            for b, rows in enumerate(slices):
+                slot = None
+                while slot is None and not stop.is_set():
+                    try:
+                        slot = free.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                if slot is None:
+                    return
+                fut = ring.submit(slot, self.indices[rows], self.augment,
+                                  [self.seed, epoch, b, 7])
+                pending.put((fut, slot, rows))
+            pending.put(None)
+
+        feeder = threading.Thread(target=feed, name="edgeclf-ring-feed", daemon=True)
+        feeder.start()
+        held = None
+        try:
+            while True:
+                if held is not None:           # the consumer is done with the last batch
+                    free.put(held)
+                    held = None
+                t0 = time.perf_counter()
+                item = pending.get()
+                if item is None:
+                    break
+                fut, held, rows = item
+                n = fut.result()
+                batch = Batch(x=ring.buffers[held, :n], y=self.labels[rows], n=n)
+                self._count(batch, time.perf_counter() - t0)
+                yield batch
+        finally:
+            stop.set()
+            feeder.join(timeout=5)
+            while not pending.empty():        # no worker may write into a slot later
+                item = pending.get_nowait()
+                if item is not None and not item[0].cancel():
+                    try:
+                        item[0].result()
+                    except Exception:  # noqa: BLE001 - the epoch is being abandoned
+                        pass

@@ -117,3 +117,50 @@ def test_loader_imports_neither_tensorflow_nor_keras():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+def _memmapped(images: np.ndarray, tmp_path) -> np.memmap:
+    mm = np.memmap(tmp_path / "cache.u8", dtype=np.uint8, mode="w+", shape=images.shape)
+    mm[:] = images
+    mm.flush()
+    return np.memmap(tmp_path / "cache.u8", dtype=np.uint8, mode="r", shape=images.shape)
+
+
+def test_process_workers_give_the_thread_loaders_batches(images, tmp_path):
+    """Worker processes (the GPU machine's loader) augment exactly as the threads do."""
+    mm = _memmapped(images, tmp_path)
+    labels = np.arange(23) % 3
+    kw = dict(batch_size=4, shuffle=True, drop_remainder=True, augment=AugmentConfig(),
+              seed=5, workers=2)
+    threads = BatchLoader(mm, np.arange(23), labels, processes=False, **kw)
+    procs = BatchLoader(mm, np.arange(23), labels, processes=True, **kw)
+    assert procs.processes and not threads.processes
+    try:
+        for epoch in (0, 1):
+            a, b = _epoch(threads, epoch), _epoch(procs, epoch)
+            assert len(a) == len(b) == 5
+            for (xa, ya, na), (xb, yb, nb) in zip(a, b):
+                np.testing.assert_array_equal(xa, xb)
+                np.testing.assert_array_equal(ya, yb)
+                assert na == nb
+        ring = procs._ring.folder
+        assert ring.is_dir()
+        it = procs.epoch(2)                   # abandoned half-way: the next epoch still works
+        next(it)
+        it.close()
+        assert len(_epoch(procs, 3)) == 5
+    finally:
+        procs.close()
+    assert not ring.exists()
+
+
+def test_processes_only_for_augmenting_loaders_over_a_memmap(images, tmp_path):
+    mm = _memmapped(images, tmp_path)
+    idx, labels = np.arange(23), np.zeros(23, np.int32)
+    assert not BatchLoader(images, idx, labels, batch_size=4, augment=AugmentConfig(),
+                           workers=8).processes          # in-memory array: threads
+    assert not BatchLoader(mm, idx, labels, batch_size=4, pad=True, workers=8).processes
+    assert not BatchLoader(mm, idx, labels, batch_size=4, augment=AugmentConfig(),
+                           workers=2).processes          # few workers: threads
+    auto = BatchLoader(mm, idx, labels, batch_size=4, augment=AugmentConfig(), workers=8)
+    assert auto.processes

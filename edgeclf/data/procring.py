@@ -1,0 +1,103 @@
+"""Augmentation in worker *processes* writing into a shared, file-backed ring of batches.
+
+Threads stop scaling once the Python work around Pillow's resampling (building the affine
+matrix, wrapping arrays, the GIL hand-offs of a dozen threads) competes with the training
+loop's own Python for the GIL: on the 16-core GPU machine, 14 loader threads gave about
+1,600 augmented 224 px images/s, half of what MobileNetV2 fine-tuning consumes there
+(benchmarks/results/train-throughput-jax-2026-11-22.md). Processes have no shared GIL.
+
+Each worker opens the decode cache (a read-only memmap) and the ring (a float32 memmap of
+``slots`` batches in /dev/shm when it has room, else in the temp folder), and
+writes one augmented batch into the slot it was given. The loader hands that slot to the
+consumer as a view and reuses it when the consumer asks for the next batch, so a batch's
+``x`` is valid until then (the training loop consumes each batch before the next).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import weakref
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .augment import AugmentConfig, augment_batch
+
+RING_FILE = "ring.f32"
+
+_images: np.ndarray | None = None       # per worker process
+_ring: np.ndarray | None = None
+
+
+def _init_worker(images: tuple, ring: tuple) -> None:
+    global _images, _ring
+    path, offset, shape = images
+    _images = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape)
+    rpath, rshape = ring
+    _ring = np.memmap(rpath, dtype=np.float32, mode="r+", shape=rshape)
+
+
+def _fill(slot: int, idx: np.ndarray, cfg: dict, seed: list[int]) -> int:
+    """Worker: augment rows ``idx`` of the cache into ring slot ``slot`` (as the thread
+    loader would: same row order, same random stream)."""
+    assert _images is not None and _ring is not None
+    sort = np.argsort(idx, kind="stable")
+    raw = np.empty((len(idx), *_images.shape[1:]), np.uint8)
+    raw[sort] = _images[idx[sort]]
+    augment_batch(raw, AugmentConfig(**cfg), np.random.default_rng(seed),
+                  out=_ring[slot, :len(idx)])
+    return len(idx)
+
+
+def memmap_source(images: np.ndarray) -> tuple | None:
+    """(path, offset, shape) of a uint8 memmap that other processes can open, else None."""
+    if not isinstance(images, np.memmap) or images.dtype != np.uint8:
+        return None
+    path = getattr(images, "filename", None)
+    if not path or not os.path.isfile(path) or not images.flags.c_contiguous:
+        return None
+    return (str(path), int(images.offset), tuple(images.shape))
+
+
+def ring_folder(nbytes: int) -> Path:
+    """A fresh folder for the ring: shared memory (no dirty pages written back to disk)
+    when /dev/shm has twice the room, else the temp folder."""
+    shm = Path("/dev/shm")
+    try:
+        roomy = shm.is_dir() and shutil.disk_usage(shm).free >= 2 * nbytes
+    except OSError:
+        roomy = False
+    return Path(tempfile.mkdtemp(prefix="edgeclf-ring-", dir=str(shm) if roomy else None))
+
+
+class ProcessRing:
+    """A pool of ``workers`` processes and a ring of ``slots`` batch buffers."""
+
+    def __init__(self, source: tuple, batch_shape: tuple, *, workers: int, slots: int) -> None:
+        self.slots = int(slots)
+        shape = (self.slots, *batch_shape)
+        self.folder = ring_folder(int(np.prod(shape)) * 4)
+        path = self.folder / RING_FILE
+        self.buffers = np.memmap(path, dtype=np.float32, mode="w+", shape=shape)
+        # forkserver: workers never inherit TensorFlow/JAX state (threads) from the parent
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods()
+                             else "spawn")
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                        initializer=_init_worker,
+                                        initargs=(source, (str(path), shape)))
+        self._finalizer = weakref.finalize(self, _close, self.pool, self.folder)
+
+    def submit(self, slot: int, idx: np.ndarray, cfg: AugmentConfig, seed: list[int]):  # noqa: ANN201
+        return self.pool.submit(_fill, slot, idx, cfg.to_dict(), seed)
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _close(pool: ProcessPoolExecutor, folder: Path) -> None:
+    pool.shutdown(wait=True, cancel_futures=True)
+    shutil.rmtree(folder, ignore_errors=True)
