@@ -1,4 +1,5 @@
-"""`edgeclf data check DATA_DIR`: validate a dataset folder without training."""
+"""`edgeclf data check DATA_DIR`: validate a dataset folder without training.
+`edgeclf data relocate RUN DATA_DIR`: point a run at its dataset's new folder."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 import typer
 
 from edgeclf.data import DataReport, prepare_data
+from edgeclf.errors import RunError
+from edgeclf.fsutil import read_json, write_json
 from edgeclf.runtime.contract import Contract
 
 from .common import console, handle_errors, print_json, progress_bar, table
@@ -51,6 +54,31 @@ def check(data_dir: Path = typer.Argument(..., help="Folder with one sub-folder 
         console.print("[dim]decode cache:[/] "
                       + ("built " if prepared.cache.built else "reused (nothing decoded) ")
                       + str(prepared.cache.path))
+
+
+@data_app.command("relocate")
+@handle_errors
+def relocate(run_dir: Path = typer.Argument(..., help="A run directory (with split.json)."),
+             data_dir: Path = typer.Argument(..., help="Where its dataset is now."),
+             ) -> None:
+    """Point a run trained elsewhere (e.g. on a GPU machine) at its dataset's folder here,
+    so export calibration, parity and eval find the images; every file is checked against
+    the sha256 split.json recorded."""
+    from edgeclf.data.split import relocate_split
+    from edgeclf.run import RunPaths
+
+    paths = RunPaths(run_dir)
+    if not paths.split.is_file():
+        raise RunError(f"{run_dir} has no split.json")
+    split = relocate_split(paths.split, data_dir)
+    if paths.run_json.is_file():              # keep run.json's record of the dataset in step
+        meta = read_json(paths.run_json)
+        if isinstance(meta.get("dataset"), dict):
+            meta["dataset"]["root"] = str(split.root)
+            write_json(paths.run_json, meta)
+    n = len(split.train) + len(split.val) + len(split.test)
+    console.print(f"{run_dir}: split.json now reads {n} images from {split.root} "
+                  f"(all present{', sha256 verified' if split.sha256 else ''})")
 
 
 def register(app: typer.Typer) -> None:

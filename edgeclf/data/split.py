@@ -105,3 +105,31 @@ def make_split(root: Path, classes: list[str], relpaths: list[str], *,
     recorded = {p: hashes[p] for p in sorted(relpaths) if p in hashes} if hashes else None
     return Split(root=Path(root), classes=list(classes), seed=seed, fractions=fractions,
                  sha256=recorded, **out)
+
+
+def relocate_split(path: str | Path, new_root: str | Path) -> Split:
+    """Point ``split.json`` at the dataset's new folder (a run trained on another machine,
+    or data that moved). Every file of the split must be there, and where ``split.json``
+    recorded a sha256 the content must match: a run is never pointed at other images."""
+    from edgeclf.runtime.manifest import sha256_file  # noqa: PLC0415 - numpy-only, lazy
+
+    split = Split.read(path)
+    root = Path(new_root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder")
+    missing, changed = [], []
+    for rel in (*split.train, *split.val, *split.test):
+        f = root / rel
+        if not f.is_file():
+            missing.append(rel)
+        elif split.sha256 and rel in split.sha256 and sha256_file(f) != split.sha256[rel]:
+            changed.append(rel)
+    if missing or changed:
+        names = ", ".join((missing + changed)[:5])
+        raise DataError(f"{root} is not this run's dataset: {len(missing)} file(s) missing, "
+                        f"{len(changed)} with other content than at training (e.g. {names})")
+    moved = Split(root=root, classes=split.classes, train=split.train, val=split.val,
+                  test=split.test, seed=split.seed, fractions=split.fractions,
+                  sha256=split.sha256)
+    moved.write(path)
+    return moved

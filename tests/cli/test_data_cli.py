@@ -35,3 +35,55 @@ def test_doctor_reports_versions_and_commands():
     assert result.exit_code == 0, result.output
     for word in ("onnxruntime", "numpy", "commands", "providers"):
         assert word in result.output
+
+
+def _run_trained_on(data, run):
+    """A run directory as training leaves it: split.json (with hashes) and run.json."""
+    from edgeclf.data import scan_dataset
+    from edgeclf.data.split import make_split
+    from edgeclf.fsutil import write_json
+
+    ds = scan_dataset(data)
+    split = make_split(ds.root, ds.classes, [it.relpath for it in ds.items], seed=0,
+                       hashes={it.relpath: it.sha256 for it in ds.items})
+    run.mkdir()
+    split.write(run / "split.json")
+    write_json(run / "run.json", {"dataset": {"root": str(ds.root), "fingerprint": "x"}})
+
+
+def test_data_relocate_points_a_run_at_its_moved_dataset(tmp_path):
+    import shutil
+
+    for i in range(5):
+        mk.rgb(tmp_path / "gpu" / "a" / f"{i}.jpg", color=(10 * i, 0, 0))
+        mk.rgb(tmp_path / "gpu" / "b" / f"{i}.jpg", color=(0, 10 * i, 200))
+    _run_trained_on(tmp_path / "gpu", tmp_path / "run")
+    shutil.copytree(tmp_path / "gpu", tmp_path / "here")
+    shutil.rmtree(tmp_path / "gpu")                 # the training machine's folder is gone
+    result = runner.invoke(app, ["data", "relocate", str(tmp_path / "run"),
+                                 str(tmp_path / "here")])
+    assert result.exit_code == 0, result.output
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["root"] == str((tmp_path / "here").resolve())
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run_json["dataset"]["root"] == split["root"]
+
+
+def test_data_relocate_refuses_other_images(tmp_path):
+    for i in range(5):
+        mk.rgb(tmp_path / "gpu" / "a" / f"{i}.jpg", color=(10 * i, 0, 0))
+        mk.rgb(tmp_path / "gpu" / "b" / f"{i}.jpg", color=(0, 10 * i, 200))
+    _run_trained_on(tmp_path / "gpu", tmp_path / "run")
+    before = (tmp_path / "run" / "split.json").read_text()
+    mk.rgb(tmp_path / "gpu" / "a" / "0.jpg", color=(1, 2, 3))      # content changed
+    result = runner.invoke(app, ["data", "relocate", str(tmp_path / "run"),
+                                 str(tmp_path / "gpu")])
+    assert result.exit_code == 1 and "other content" in result.output
+    (tmp_path / "gpu" / "b" / "4.jpg").unlink()                     # and a file missing
+    result = runner.invoke(app, ["data", "relocate", str(tmp_path / "run"),
+                                 str(tmp_path / "gpu")])
+    assert result.exit_code == 1 and "1 file(s) missing" in result.output
+    assert (tmp_path / "run" / "split.json").read_text() == before  # nothing rewritten
+    result = runner.invoke(app, ["data", "relocate", str(tmp_path / "nope"),
+                                 str(tmp_path / "gpu")])
+    assert result.exit_code == 1 and "split.json" in result.output
