@@ -224,8 +224,8 @@ def markdown(report: dict) -> str:
              f"{', '.join(g['name'] for g in m['gpus']) or 'none'}",
              f"- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
              f"- Load average (1/5/15 min) at start {m['load_average_start']}, at end "
-             f"{m['load_average_end']} (2-core machine shared with other work: figures "
-             "taken under load are noisy)",
+             f"{m['load_average_end']} (figures taken under load, e.g. when the load "
+             "average nears the core count, are noisy)",
              f"- Command: `{report['command']}`",
              f"- Run: `{report['run']}`; "
              + (f"{e['config']['runs']} timed runs" if e['config']['runs'] else
