@@ -68,10 +68,11 @@ def ring_folder(nbytes: int) -> Path:
     when /dev/shm has twice the room, else the temp folder."""
     shm = Path("/dev/shm")
     try:
-        roomy = shm.is_dir() and shutil.disk_usage(shm).free >= 2 * nbytes
-    except OSError:
-        roomy = False
-    return Path(tempfile.mkdtemp(prefix="edgeclf-ring-", dir=str(shm) if roomy else None))
+        if shm.is_dir() and shutil.disk_usage(shm).free >= 2 * nbytes:
+            return Path(tempfile.mkdtemp(prefix="edgeclf-ring-", dir=str(shm)))
+    except OSError:                       # not writable here: the temp folder instead
+        pass
+    return Path(tempfile.mkdtemp(prefix="edgeclf-ring-"))
 
 
 class ProcessRing:

@@ -103,12 +103,15 @@ def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None) 
                    class_weights=class_weights(cfg, data), progress=progress,
                    history=read_history(paths, state.global_epoch) if cfg.resume else [],
                    writer=ScalarWriter(paths.logs))
-    if cfg.resume:
-        sess.model = load_checkpoint_compiled(paths.last)
-    if not state.phase1_done:
-        _phase1(sess, cfg, data)
-    if cfg.fine_tune_epochs:
-        _phase2(sess, cfg, n_unfreeze)
+    try:
+        if cfg.resume:
+            sess.model = load_checkpoint_compiled(paths.last)
+        if not state.phase1_done:
+            _phase1(sess, cfg, data)
+        if cfg.fine_tune_epochs:
+            _phase2(sess, cfg, n_unfreeze)
+    finally:
+        train_l.close()            # the augmenting loader's worker processes, if any
     return _finish(sess, cfg, data, test_l)
 
 
