@@ -133,7 +133,7 @@ def run_edgeclf(model, args, prepared, n_classes: int, workers: int) -> dict:  #
         model.train_on_batch(b.x, eye[b.y])
     # drain what the loader prefetched during the warm-up (compile) so the timed steps see
     # the loader's steady rate, not a full buffer
-    for _ in range(loader.prefetch if not loader.processes else loader._slots):
+    for _ in range(loader.ahead):
         b = next(batches)
     loader.stats.reset()
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ import numpy as np
 from edgeclf.errors import ConfigError
 
 from .augment import AugmentConfig, augment_batch
-from .procring import ProcessRing, memmap_source
+from .procring import ProcessRing, memmap_source, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,13 @@ class BatchLoader:
         self._source = memmap_source(images) if self.augment is not None and not pad else None
         want = processes if processes is not None else self.workers >= PROCESS_MIN_WORKERS
         self.processes = bool(want and self._source is not None and self.workers > 1)
-        self._slots = int(prefetch or self.workers + 2)
+        self._slots = max(2, int(prefetch or self.workers + 2))
         self._ring: ProcessRing | None = None
+
+    @property
+    def ahead(self) -> int:
+        """How many batches the loader prepares ahead of the consumer at most."""
+        return self._slots if self.processes else self.prefetch
 
     def close(self) -> None:
         """Stop the worker processes (if any) and remove their ring file."""
@@ -111,10 +116,7 @@ class BatchLoader:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.indices))
 
     def _make(self, rows: np.ndarray, epoch: int, b: int) -> Batch:
-        idx = self.indices[rows]
-        sort = np.argsort(idx, kind="stable")          # sequential reads from the memmap
-        raw = np.empty((len(idx), *self.images.shape[1:]), np.uint8)
-        raw[sort] = self.images[idx[sort]]
+        raw = read_rows(self.images, self.indices[rows])
         y = self.labels[rows]
         n = len(rows)
         if self.augment is not None:
@@ -199,7 +201,7 @@ class BatchLoader:
         consumer asks for the next batch."""
         if self._ring is None:
             self._ring = ProcessRing(self._source, (self.batch_size, *self.images.shape[1:]),
-                                     workers=self.workers, slots=max(2, self._slots))
+                                     workers=self.workers, slots=self._slots)
         ring = self._ring
         free: queue.Queue[int] = queue.Queue()
         for slot in range(ring.slots):

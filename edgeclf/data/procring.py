@@ -2,9 +2,10 @@
 
 Threads stop scaling once the Python work around Pillow's resampling (building the affine
 matrix, wrapping arrays, the GIL hand-offs of a dozen threads) competes with the training
-loop's own Python for the GIL: on the 16-core GPU machine, 14 loader threads gave about
-1,600 augmented 224 px images/s, half of what MobileNetV2 fine-tuning consumes there
-(benchmarks/results/train-throughput-jax-2026-11-22.md). Processes have no shared GIL.
+loop's own Python for the GIL: on the 16-core GPU machine, 15 loader threads gave about
+1,600 augmented 224 px images/s alone and 847 next to MobileNetV2 fine-tuning; 15 processes
+gave 4,200-4,400 alone and 0.87-0.91 of the synthetic-tensor rate
+(benchmarks/results/train-gpu-2026-11-22.md). Processes have no shared GIL.
 
 Each worker opens the decode cache (a read-only memmap) and the ring (a float32 memmap of
 ``slots`` batches in /dev/shm when it has room, else in the temp folder), and
@@ -41,14 +42,20 @@ def _init_worker(images: tuple, ring: tuple) -> None:
     _ring = np.memmap(rpath, dtype=np.float32, mode="r+", shape=rshape)
 
 
+def read_rows(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``images[idx]`` as a uint8 array, read in ascending row order (sequential memmap
+    reads) and returned in ``idx``'s order."""
+    sort = np.argsort(idx, kind="stable")
+    raw = np.empty((len(idx), *images.shape[1:]), np.uint8)
+    raw[sort] = images[idx[sort]]
+    return raw
+
+
 def _fill(slot: int, idx: np.ndarray, cfg: dict, seed: list[int]) -> int:
     """Worker: augment rows ``idx`` of the cache into ring slot ``slot`` (as the thread
     loader would: same row order, same random stream)."""
     assert _images is not None and _ring is not None
-    sort = np.argsort(idx, kind="stable")
-    raw = np.empty((len(idx), *_images.shape[1:]), np.uint8)
-    raw[sort] = _images[idx[sort]]
-    augment_batch(raw, AugmentConfig(**cfg), np.random.default_rng(seed),
+    augment_batch(read_rows(_images, idx), AugmentConfig(**cfg), np.random.default_rng(seed),
                   out=_ring[slot, :len(idx)])
     return len(idx)
 

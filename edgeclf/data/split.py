@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,8 +129,6 @@ def relocate_split(path: str | Path, new_root: str | Path) -> Split:
         names = ", ".join((missing + changed)[:5])
         raise DataError(f"{root} is not this run's dataset: {len(missing)} file(s) missing, "
                         f"{len(changed)} with other content than at training (e.g. {names})")
-    moved = Split(root=root, classes=split.classes, train=split.train, val=split.val,
-                  test=split.test, seed=split.seed, fractions=split.fractions,
-                  sha256=split.sha256)
+    moved = dataclasses.replace(split, root=root)
     moved.write(path)
     return moved
