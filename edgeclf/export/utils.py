@@ -164,3 +164,19 @@ def int8_speed_warning(flags: frozenset[str] | None = None) -> str | None:
     return (f"this CPU has no VNNI/AMX/dot-product int8 instructions ({has}): "
             "onnxruntime's int8 kernels are expected to be no faster, often slower, than "
             "float32 here; the quantized model mainly saves size")
+
+
+def import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx package: "
+                          "`pip install 'edgeclf[train]'`") from None
+    return onnx
+
+
+def interpreter_class() -> Any:
+    """The TFLite interpreter the embedded runtime uses (LiteRT's, else TensorFlow's)."""
+    from edgeclf.runtime._tflite import _interpreter_class
+
+    return _interpreter_class()[0]
