@@ -162,17 +162,28 @@ def failed_rows(job: dict, error: str) -> list[dict]:
 
 # --- the job -------------------------------------------------------------------------------
 
+def _opener(runner: str) -> Callable[[dict], Any]:
+    """The function that opens a job's model: a CPU runner of :mod:`edgeclf.bench_models`, or
+    a GPU mode of :mod:`edgeclf.bench_gpu_modes` (imported only when a GPU job asks for it)."""
+    if runner in ("iobinding", "cuda-graph"):
+        from edgeclf import bench_gpu_modes
+
+        return {"iobinding": bench_gpu_modes.open_iobinding,
+                "cuda-graph": bench_gpu_modes.open_cuda_graph}[runner]
+    from edgeclf.bench_models import RUNNERS
+
+    return RUNNERS[runner]
+
+
 def run_job(job: dict) -> list[dict]:
     """Load the job's model (cold start), then sweep its batch sizes; one row per size.
 
     A model that cannot be loaded, or a batch size that fails, gives failed rows; the other
     batch sizes still run.
     """
-    from edgeclf.bench_models import RUNNERS
-
     t0 = time.perf_counter()
     try:
-        opened = RUNNERS[job["runner"]](job)
+        opened = _opener(job["runner"])(job)
         import_ms = (opened.imported_at - t0) * 1000
         load_ms = (time.perf_counter() - opened.imported_at) * 1000
         first = sample_batch(job["batch_sizes"][0], *opened.size)
