@@ -11,7 +11,6 @@ whatever conversion its caller would have to do is inside the timed call.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
 import resource
@@ -22,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeclf.errors import ConfigError, EdgeclfError
+from edgeclf.machine import cpu_info, package_version
 
 #: Largest batch size accepted at all; memory is checked separately.
 MAX_BATCH = 4096
@@ -234,38 +234,10 @@ def _measure(opened: Any, job: dict, batch: int) -> dict:
 
 VERSIONED = ("edgeclf", "numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert",
              "tensorflow", "tensorflow-cpu", "keras", "pillow")
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
-             "asimddp", "i8mm")
-
-
-def cpu_info() -> dict:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Model", "Hardware") and model in ("", platform.machine()):
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "logical_cores": os.cpu_count(),
-            "usable_cores": len(os.sched_getaffinity(0)),
-            "flags": [f for f in CPU_FLAGS if f in flags],
-            "int8_dot_product": bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})}
-
-
 def machine_info(threads: tuple[int, ...]) -> dict:
     from edgeclf.bench_gpu import gpu_names
 
-    versions = {}
-    for pkg in VERSIONED:
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
+    versions = {p: package_version(p) for p in VERSIONED}
     mem = None
     try:
         with open("/proc/meminfo") as fh:
