@@ -82,7 +82,7 @@ def evaluate(target: str | Path, *, split: str = "test", data: str | Path | None
     label_list = _read_labels(labels) if labels else None
     if run is not None and target.resolve() == run.root.resolve():
         runner = open_model(_checkpoint_of(run), labels=label_list or run.read_labels(),
-                            contract=_run_contract(run))
+                            contract=run.contract())
     else:  # what the file carries, as the deployed predictor sees it; else the run's
         try:
             runner = open_model(target, labels=label_list)
@@ -90,7 +90,7 @@ def evaluate(target: str | Path, *, split: str = "test", data: str | Path | None
             if run is None:
                 raise
             runner = open_model(target, labels=label_list or run.read_labels(),
-                                contract=_run_contract(run))
+                                contract=run.contract())
     if data is not None:
         images = load_folder_images(data, runner.labels, runner.contract,
                                     max_images=max_images)
@@ -157,16 +157,6 @@ def _run_of(target: Path) -> RunPaths | None:
 def _checkpoint_of(run: RunPaths) -> Path:
     run.require(checkpoint=True)
     return run.best if run.best.is_file() else run.last
-
-
-def _run_contract(run: RunPaths):
-    from edgeclf.fsutil import read_json
-    from edgeclf.runtime.contract import Contract
-
-    try:
-        return Contract.from_dict(read_json(run.run_json)["preprocessing"])
-    except (KeyError, ValueError, OSError) as e:
-        raise DataError(f"{run.run_json} has no usable 'preprocessing' contract: {e}") from None
 
 
 def _read_labels(path: str | Path) -> list[str]:

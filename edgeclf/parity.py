@@ -158,7 +158,7 @@ def check_parity(run: str | Path, *, split: str = "test", max_images: int | None
     budgets = budgets or DEFAULT_BUDGETS
     manifest = load_manifest(paths.export_dir)
     labels = list(manifest.get("labels") or paths.read_labels())
-    contract = Contract.from_dict(read_json(paths.run_json)["preprocessing"])
+    contract = paths.contract()
     entries = [e for e in manifest["artifacts"] if not formats or e.get("format") in formats]
     if not entries:
         raise ConfigError(f"no artifact of format(s) {list(formats or [])} in {paths.manifest}")

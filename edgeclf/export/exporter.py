@@ -137,11 +137,8 @@ def resolve_checkpoint(paths: RunPaths, checkpoint: str) -> Path:
 
 
 def _read_run(paths: RunPaths) -> tuple[list[str], Contract]:
-    try:
-        run = read_json(paths.run_json)
-        contract = Contract.from_dict(run["preprocessing"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RunError(f"{paths.run_json} has no usable preprocessing contract: {e}") from None
+    contract = paths.contract()
+    run = read_json(paths.run_json)
     labels = paths.read_labels()
     if run.get("classes") and list(run["classes"]) != labels:
         raise RunError(f"labels.txt and run.json disagree on the classes of {paths.root}")

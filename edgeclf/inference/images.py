@@ -60,7 +60,7 @@ def load_split_images(run: RunPaths, split: str = "test", *, contract: Contract 
         raise ConfigError(f"split must be test, val or train; got {split!r}")
     run_json = read_json(run.run_json) if run.run_json.is_file() else {}
     if contract is None:
-        contract = Contract.from_dict(run_json["preprocessing"])
+        contract = run.contract()
     labels = list(labels or run.read_labels())
     root = Path(raw["root"])
     rel = [str(p) for p in raw[split]]
