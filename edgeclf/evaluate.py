@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeclf.report.html import refresh_report
 from edgeclf.errors import ConfigError, DataError, ModelError
 from edgeclf.fsutil import write_json
 from edgeclf.inference import (ModelRunner, Progress, detect_format, load_checkpoint,  # noqa: F401
@@ -136,7 +135,6 @@ def write_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
                          title=f"{Path(result.model).name} on {result.source}: "
                                f"accuracy {result.accuracy:.2%}")
     out = write_json(out_dir / "eval.json", result.to_dict())
-    refresh_report(out_dir)
     return out, png
 
 

@@ -19,7 +19,6 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeclf.report.html import refresh_report
 from edgeclf.errors import ConfigError, ModelError, RunError
 from edgeclf.inference import (ImageSet, ModelRunner, Progress, Skipped, digest_images,  # noqa: F401
                                load_folder_images, load_split_images, open_model)
@@ -304,5 +303,4 @@ def write_parity(result: ParityResult, paths: RunPaths) -> Path:
         if entry.get("file") in by_file:
             entry["parity"] = by_file[entry["file"]].summary(result.split, result.n_images)
     write_json(paths.manifest, raw)
-    refresh_report(paths.root)
     return out

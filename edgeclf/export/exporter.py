@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edgeclf.report.html import refresh_report
 from edgeclf.errors import ConfigError, EdgeclfError, ExportError, RunError
 from edgeclf.fsutil import atomic_path, partial_target, read_json, write_text
 from edgeclf.run import RunPaths, run_lock
@@ -206,7 +205,6 @@ def export_run(run_dir: str | Path, config: ExportConfig = ExportConfig(), *,
                 rows.append(export_one(ctx, export_dir, fmt, q, ckpt))
             if progress:
                 progress(len(jobs), len(jobs), "done")
-    refresh_report(paths.root)
     return ExportResult(run=paths.root, export_dir=export_dir, manifest=paths.manifest,
                         checkpoint=checkpoint, artifacts=_relative_sizes(export_dir, rows))
 
