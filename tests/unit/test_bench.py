@@ -14,7 +14,7 @@ from edgeclf.bench import BenchConfig, append_history, load_history, run_bench, 
 from edgeclf.bench_runners import FIGURES, check_batch_memory, summarize, time_calls
 from edgeclf.errors import ConfigError, DeviceError, ModelError, RunError
 
-from .test_bench_fixtures import make_bench_run, make_onnx
+from tests.fixtures.bench import make_bench_run, make_onnx
 
 PUBLIC = ("artifact", "format", "quantization", "device", "provider", "batch_size", "threads",
           "p50_ms", "p90_ms", "p99_ms", "images_per_second", "cold_start_ms")
