@@ -23,6 +23,7 @@ from edgeclf.errors import ConfigError, ModelError, RunError
 from edgeclf.inference import (ImageSet, ModelRunner, Progress, Skipped, digest_images,  # noqa: F401
                                load_folder_images, load_split_images, open_model)
 from edgeclf.metrics import classification_metrics
+from edgeclf.export.manifest import record_parity
 from edgeclf.fsutil import read_json, write_json
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
@@ -297,10 +298,6 @@ def write_parity(result: ParityResult, paths: RunPaths) -> Path:
     """Write ``parity.json`` and each checked manifest entry's ``"parity"`` summary
     (the manifest is rewritten atomically; the artifacts and their hashes are untouched)."""
     out = write_json(paths.parity, result.to_dict())
-    raw = read_json(paths.manifest)
-    by_file = {a.file: a for a in result.artifacts}
-    for entry in raw.get("artifacts", []):
-        if entry.get("file") in by_file:
-            entry["parity"] = by_file[entry["file"]].summary(result.split, result.n_images)
-    write_json(paths.manifest, raw)
+    record_parity(paths.export_dir, {a.file: a.summary(result.split, result.n_images)
+                                     for a in result.artifacts})
     return out
