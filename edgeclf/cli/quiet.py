@@ -25,7 +25,7 @@ import warnings
 #: feature note, absl's pre-init warning, LiteRT's delegate note and onnxruntime's log lines.
 #: Fatal lines (``F...``) are kept: they explain a crash.
 NATIVE_LOG = re.compile(
-    rb"^(?:[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [^\]\n]+\] "
+    rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]\n]+\] "
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] "
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \[[VIW]:onnxruntime:"
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
