@@ -58,9 +58,14 @@ def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def dataset(tmp_path_factory) -> Path:
+    return _dataset(tmp_path_factory.mktemp("names-data") / "data [red]")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, dataset):
     base = tmp_path_factory.mktemp("names")
-    data = _dataset(base / "data [red]")
+    data = dataset
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EDGECLF_CACHE_DIR", str(base / "cache"))
         trained = runner.invoke(app, [
@@ -96,14 +101,14 @@ def test_shown_makes_only_control_characters_visible():
     assert shown("x\x1b[31m\x07y\u202ez") == "x\\x1b[31m\\x07y\\u202ez"
 
 
-def test_data_check_text_and_json(world):
-    text = _invoke("data", "check", world["data"], "--image-size", "32")
+def test_data_check_text_and_json(dataset):
+    text = _invoke("data", "check", dataset, "--image-size", "32")
     assert text.exit_code == 0
-    _has_all(text.stdout, [*CLASSES, world["data"], f"{CLASSES[0]}/{BROKEN}"])
+    _has_all(text.stdout, [*CLASSES, dataset, f"{CLASSES[0]}/{BROKEN}"])
     assert "\x1b" not in text.output                        # the ESC never reaches a terminal
     long_row = next(ln for ln in text.stdout.splitlines() if CLASSES[2] in ln)
     assert re.search(r"│ 6 +│", long_row)                  # one row: not folded at 80 columns
-    report = json.loads(_invoke("data", "check", world["data"], "--image-size", "32",
+    report = json.loads(_invoke("data", "check", dataset, "--image-size", "32",
                                 "--json").stdout)
     assert report["counts"] == {c: 6 for c in CLASSES}
     assert [p["file"] for p in report["problems"]] == [f"{CLASSES[0]}/{BROKEN}"]
