@@ -16,6 +16,7 @@ import atexit
 import logging
 import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -77,6 +78,7 @@ def filter_native_stderr() -> bool:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:                                   # the filter: pipe -> original stderr
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C: drain until the parent ends
         os.close(write_end)
         for fd in (0, 1, 2):     # hold none of the parent's streams open (a reader of its
             os.close(fd)         # stdout must see EOF when the parent exits)
