@@ -7,23 +7,9 @@ from typing import Optional
 
 import typer
 
-from edgeclf.errors import ConfigError
-
-from .common import console, err_console, handle_errors, next_step, refresh_report, print_json, table
-
-
-def parse_ints(text: str | None, option: str) -> tuple[int, ...] | None:
-    """``"1,8,32"`` -> ``(1, 8, 32)``; anything else is a ConfigError naming the option."""
-    if text is None:
-        return None
-    try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise ConfigError(f"{option} takes comma-separated integers, e.g. 1,8,32; got "
-                          f"{text!r}") from None
-    if not values:
-        raise ConfigError(f"{option} is empty")
-    return values
+from .common import (JsonOption, comma_list, console, err_console, esc, fail, handle_errors,
+                     next_step, note, parse_ints, print_json, progress_bar, refresh_report,
+                     styled, table)
 
 
 def _fmt(v: object, digits: int = 2) -> str:
@@ -41,7 +27,7 @@ def result_table(rows: list[dict]) -> object:
     for r in rows:
         if r["status"] != "ok":
             out.append([r["artifact"], r["quantization"], r["device"], "-", r["mode"],
-                        r["threads"], r["batch_size"], "[red]failed[/]",
+                        r["threads"], r["batch_size"], styled("failed", "red"),
                         *["" for _ in range(7)]])
             continue
         speed = f"{r['speedup']:.2f}x vs {r['speedup_vs']}" if r.get("speedup") else "-"
@@ -81,20 +67,20 @@ def bench(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for bench.json "
                                           "and bench.png. Default: the run, or "
                                           "./bench-<model> for a model file."),
-    as_json: bool = typer.Option(False, "--json", help="Print the entry as JSON."),
+    as_json: JsonOption = False,
 ) -> None:
-    """Benchmark every artifact of a run (or one model file) against Keras and TFLite."""
+    """Benchmark every artifact of a run (or one model file) against Keras and TFLite.
+
+    Exits 1 when any row failed (bench.json keeps the failed rows with their errors)."""
     from edgeclf.bench import BenchConfig, default_output, run_bench, save_bench
 
-    fmts = tuple(f.strip() for f in formats.split(",") if f.strip()) if formats else None
+    fmts = comma_list(formats)
     modes = ("numpy", "iobinding") + (("cuda-graph",) if cuda_graph else ())
     kwargs = dict(formats=fmts, device=device, batch_sizes=parse_ints(batch_sizes,
                   "--batch-sizes"), threads=parse_ints(threads, "--threads"), warmup=warmup,
                   runs=runs, seconds=seconds, baselines=baselines, gpu_modes=modes,
                   labels=str(labels) if labels else None, isolate=isolate)
     cfg = BenchConfig(**kwargs)
-    from .common import progress_bar
-
     with progress_bar("bench", transient=True) as update:
         result = run_bench(target, cfg, progress=lambda i, n, _what: update(i, n))
     out_dir = output or default_output(target)
@@ -107,14 +93,16 @@ def bench(
         errors = {(r["artifact"], r["runner"], r["device"]): r["error"]
                   for r in result.results if r["status"] != "ok"}
         for (artifact, runner, dev), error in errors.items():
-            err_console.print(f"[red]failed[/] {artifact} ({runner}, {dev}): {error}",
-                              highlight=False, soft_wrap=True)
+            err_console.print(f"[red]failed[/] {esc(artifact)} ({esc(runner)}, {esc(dev)}): "
+                              f"{esc(error)}", highlight=False, soft_wrap=True)
         load = result.machine["load_average_start"]
-        err_console.print(f"{result.machine['cpu']['model']}, "
+        err_console.print(f"{esc(result.machine['cpu']['model'])}, "
                           f"{result.machine['cpu']['usable_cores']} cores, load {load[0]}")
     failed = sum(r["status"] != "ok" for r in result.results)
-    console.print(f"Wrote {bench_json}" + (f" and {png}" if png else "")
-                  + (f" ({failed} failed rows)" if failed else ""))
+    note(f"Wrote {esc(bench_json)}" + (f" and {esc(png)}" if png else "")
+         + (f" ({failed} failed rows)" if failed else ""))
+    if failed:
+        fail(f"{failed} row(s) failed (their errors are in bench.json)")
     if Path(target).is_dir():
         next_step(f"edgeclf report {target}")
 

@@ -10,7 +10,7 @@ import typer
 from edgeclf.data import DataReport, prepare_data
 from edgeclf.runtime.contract import Contract
 
-from .common import console, handle_errors, print_json, progress_bar, table
+from .common import JsonOption, console, esc, handle_errors, print_json, progress_bar, styled, table
 
 data_app = typer.Typer(help="Inspect and validate a dataset folder (one sub-folder per class).",
                        no_args_is_help=True)
@@ -18,8 +18,8 @@ data_app = typer.Typer(help="Inspect and validate a dataset folder (one sub-fold
 
 def print_report(report: DataReport) -> None:
     rows = [[c, report.counts[c]] for c in report.classes]
-    rows.append(["[bold]total", f"[bold]{report.n_usable}"])
-    console.print(table(f"{report.root}: {len(report.classes)} classes, "
+    rows.append([styled("total", "bold"), styled(str(report.n_usable), "bold")])
+    console.print(table(f"{esc(report.root)}: {len(report.classes)} classes, "
                         f"{report.n_usable} usable images", ["class", "images"], rows))
     bad = [p for p in report.problems]
     if bad:
@@ -28,9 +28,9 @@ def print_report(report: DataReport) -> None:
         if len(bad) > 50:
             console.print(f"... and {len(bad) - 50} more (see --json)")
     for group in report.cross_class_duplicates:
-        console.print(f"[yellow]same image in two classes:[/] {' = '.join(group)}")
+        console.print(f"[yellow]same image in two classes:[/] {esc(' = '.join(group))}")
     for w in report.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {esc(w)}")
 
 
 @data_app.command("check")
@@ -38,7 +38,7 @@ def print_report(report: DataReport) -> None:
 def check(data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per class."),
           image_size: int = typer.Option(224, help="Size of the decode cache it builds."),
           workers: int = typer.Option(0, help="Decoding processes (0: one per core)."),
-          json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+          json_out: JsonOption = False,
           ) -> None:
     """Report classes, counts, unreadable/corrupt/small files, duplicates and imbalance."""
     with progress_bar("decoding") as update:
@@ -51,13 +51,14 @@ def check(data_dir: Path = typer.Argument(..., help="Folder with one sub-folder 
         print_report(report)
         console.print("[dim]decode cache:[/] "
                       + ("built " if prepared.cache.built else "reused (nothing decoded) ")
-                      + str(prepared.cache.path))
+                      + esc(prepared.cache.path))
 
 
 @data_app.command("relocate")
 @handle_errors
 def relocate(run_dir: Path = typer.Argument(..., help="A run directory (with split.json)."),
              data_dir: Path = typer.Argument(..., help="Where its dataset is now."),
+             as_json: JsonOption = False,
              ) -> None:
     """Point a run trained elsewhere (e.g. on a GPU machine) at its dataset's folder here,
     so export calibration, parity and eval find the images; every file is checked against
@@ -66,7 +67,11 @@ def relocate(run_dir: Path = typer.Argument(..., help="A run directory (with spl
 
     split = relocate_run(run_dir, data_dir)
     n = len(split.train) + len(split.val) + len(split.test)
-    console.print(f"{run_dir}: split.json now reads {n} images from {split.root} "
+    if as_json:
+        print_json({"run": str(run_dir), "root": str(split.root), "n_images": n,
+                    "sha256_verified": bool(split.sha256)})
+        return
+    console.print(f"{esc(run_dir)}: split.json now reads {n} images from {esc(split.root)} "
                   f"(all present{', sha256 verified' if split.sha256 else ''})")
 
 

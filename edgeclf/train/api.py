@@ -72,9 +72,13 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
 
 
 def _emit(progress: Progress | None, message: str) -> None:
-    log.info("%s", message)
+    """A stage message, said once: to the progress callback when there is one (the CLI
+    prints it), else to the log."""
     if progress is not None:
+        log.debug("%s", message)
         progress(ProgressEvent("stage", message=message))
+    else:
+        log.info("%s", message)
 
 
 def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None) -> TrainResult:
