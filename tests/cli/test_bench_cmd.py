@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -71,3 +73,13 @@ def test_gpu_without_gpu_is_a_clear_error(tiny_run, monkeypatch):
     res = invoke(str(tiny_run), *QUICK, "--device", "gpu")
     assert res.exit_code == 1 and "no GPU execution provider" in " ".join(res.output.split())
     assert not RunPaths(tiny_run).bench_json.exists()
+
+
+def test_progress_lines_and_estimate_when_not_on_a_terminal(tiny_run):
+    res = invoke(str(tiny_run), *QUICK)       # CliRunner's output is not a terminal
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "bench: 3 jobs, 6 rows" in out and "--exhaustive" in out
+    assert re.search(r"bench \[1/3\] model\.onnx predictor cpu 1 threads: \d+ s elapsed", out)
+    assert "bench [2/3] model_tampered.onnx" in out and " left" in out
+    assert "bench [3/3] done" in out
