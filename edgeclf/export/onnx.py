@@ -102,6 +102,28 @@ def rename_output(model: Any, name: str) -> None:
     graph.output[0].name = name
 
 
+def uint8_input(model: Any) -> bool:
+    """Make the graph take uint8 pixels: input ``image`` becomes uint8 and a ``Cast`` to
+    float32 feeds what read it (a quarter of the bytes in, no float conversion by the
+    caller). Returns False (graph unchanged) when the input is not float32."""
+    onnx = import_onnx()
+    graph = model.graph
+    inp = graph.input[0]
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        return False
+    cast_out = f"{inp.name}_as_float"
+    for node in graph.node:
+        node.input[:] = [cast_out if i == inp.name else i for i in node.input]
+    for out in graph.output:  # an identity graph: the output is the input itself
+        if out.name == inp.name:
+            raise ExportError("the ONNX graph returns its input unchanged")
+    cast = onnx.helper.make_node("Cast", [inp.name], [cast_out], to=onnx.TensorProto.FLOAT,
+                                 name=f"{inp.name}_uint8_to_float")
+    graph.node.insert(0, cast)
+    inp.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    return True
+
+
 def optimise(src: Path, dst: Path) -> None:
     """Offline onnxruntime optimisation at the basic (portable) level."""
     import onnxruntime as ort

@@ -110,7 +110,9 @@ def test_unusable_image_strict_and_not(predictor):
 def test_run_checks_its_batch(predictor):
     h, w = SIZE
     with pytest.raises(ImageError, match="uint8"):
-        predictor.run(np.zeros((1, h, w, 3), np.float32))
+        predictor.run(np.zeros((1, h, w, 3), np.int16))
+    with pytest.raises(ImageError, match="normalised"):   # floats: see test_runtime_pixels
+        predictor.run(np.full((1, h, w, 3), 0.5, np.float32))
     with pytest.raises(ImageError):
         predictor.run(np.zeros((1, h + 1, w, 3), np.uint8))
     with pytest.raises(ImageError):
