@@ -4,8 +4,10 @@ the traced function instead, and leaves tensors captured by layers such as
 ``Normalization`` (inside EfficientNet) as extra graph inputs; the SavedModel is frozen
 with them as constants.
 
-The graph has a dynamic batch dimension, input ``image`` and output ``probabilities``; it
-is optimised offline by onnxruntime at the *basic* level (constant folding, Conv+BN/Add/Mul
+The graph has a dynamic batch dimension, input ``image`` (uint8 pixels, cast to float32
+inside the graph: a quarter of the bytes in and no conversion by the caller; every
+quantization is made from the float-input graph and gets the cast last) and output
+``probabilities``; it is optimised offline by onnxruntime at the *basic* level (constant folding, Conv+BN/Add/Mul
 fusions: portable, standard ONNX ops only), checked by ``onnx.checker``, and carries the
 edgeclf metadata in ``metadata_props``.
 """
@@ -138,10 +140,14 @@ def optimise(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def finish_onnx(src: Path, dst: Path, meta: dict, *, check: bool = True) -> None:
-    """Add the edgeclf metadata and the producer name, run the checker, save to ``dst``."""
+def finish_onnx(src: Path, dst: Path, meta: dict, *, check: bool = True,
+                pixels_uint8: bool = True) -> None:
+    """Make the input uint8 pixels (:func:`uint8_input`; ``pixels_uint8``), add the edgeclf
+    metadata and the producer name, run the checker, save to ``dst``."""
     onnx = import_onnx()
     model = onnx.load(str(src))
+    if pixels_uint8:
+        uint8_input(model)
     del model.metadata_props[:]
     for key, value in onnx_props(meta).items():
         entry = model.metadata_props.add()
