@@ -161,7 +161,8 @@ class Predictor:
     def from_path(cls, path: str | os.PathLike, *, device: str = "cpu",
                   threads: int | None = None, labels: list[str] | str | os.PathLike | None = None,
                   contract: Contract | dict | None = None, format: str | None = None,
-                  quantization: str | None = None) -> "Predictor":
+                  quantization: str | None = None,
+                  session_config: dict[str, str] | None = None) -> "Predictor":
         """Load a model file (``.onnx``/``.tflite``), an export directory or a run directory.
 
         Directories use ``export/manifest.json``: by default the fastest artifact that
@@ -172,13 +173,16 @@ class Predictor:
         ``device``: ``"cpu"``, ``"gpu"`` (raises :class:`DeviceError` when no GPU provider
         can run: never a silent CPU fall-back) or ``"auto"`` (see :attr:`provider`).
         ``labels``/``contract`` override the model's metadata and are required (labels) for
-        a model without edgeclf metadata.
+        a model without edgeclf metadata. ``session_config``: onnxruntime session config
+        entries added to (or replacing) the predictor's own (``_onnx.DEFAULT_SESSION_CONFIG``;
+        e.g. ``{"session.intra_op.allow_spinning": "1"}`` on an idle dedicated machine);
+        ignored by TFLite models.
         """
         source = resolve(path, format=format, quantization=quantization, device=device,
                          threads=threads)
         if source.reason:
             log.info("%s: loading %s", path, source.reason)
-        backend = _open_backend(source, device, threads)
+        backend = _open_backend(source, device, threads, session_config)
         # the manifest (hash-checked) first, then the metadata embedded in the artifact
         meta = _merge(source.manifest, backend.metadata)
         if source.manifest is not None:
@@ -315,14 +319,15 @@ class Predictor:
                 f"size={self.contract.size})")
 
 
-def _open_backend(source: ModelSource, device: str, threads: int | None) -> Backend:
+def _open_backend(source: ModelSource, device: str, threads: int | None,
+                  session_config: dict | None = None) -> Backend:
     if source.format == "tflite":
         from ._tflite import TFLiteBackend
         return TFLiteBackend(source.path, device=device, threads=threads,
                              input_quant=source.input_quant)
     from ._onnx import OnnxBackend
     return OnnxBackend(source.path, device=device, threads=threads,
-                       input_quant=source.input_quant)
+                       input_quant=source.input_quant, session_config=session_config)
 
 
 def _merge(first: dict | None, second: dict | None) -> dict | None:
