@@ -128,6 +128,9 @@ def options_table(ort, onnx: str, t: int, args) -> dict:
             ort, onnx, t, spinning="never", block_base=4),
     }
     calls = {k: bare_call(s, x) for k, s in variants.items()}
+    ov = openvino_call(onnx, t, x)
+    if ov is not None:       # only where the openvino package is importable
+        calls[f"OpenVINO runtime (CPU plugin, LATENCY hint) on model.onnx, {t} threads"] = ov
     tflite = Path(onnx).with_suffix(".tflite")
     if tflite.is_file():   # the yardstick, measured in the same rounds
         calls[f"bare LiteRT + XNNPACK on {tflite.name}, {t} threads"] = tflite_bare(tflite, t, x)
@@ -179,6 +182,19 @@ def overhead_table(ort, export: Path, t: int, args) -> dict:
                 {"bare runtime": bare, "Predictor.run": lambda x=x, p=pred: p.run(x)},
                 rounds=args.rounds, calls=calls)
     return out
+
+
+def openvino_call(path: str, t: int, x: np.ndarray) -> Fn | None:
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    compiled = core.compile_model(path, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                "INFERENCE_NUM_THREADS": t})
+    request = compiled.create_infer_request()
+    dtype = np.uint8 if compiled.input(0).get_element_type() == ov.Type.u8 else np.float32
+    return lambda: request.infer({0: x.astype(dtype, copy=False)})
 
 
 def tflite_bare(path: Path, t: int, x: np.ndarray) -> Fn:
