@@ -10,8 +10,10 @@ memory, and the execution provider that really ran.
 Artifacts run through :class:`edgeclf.runtime.Predictor` (what users embed). Baselines run
 in the same session: Keras ``model.predict`` and a direct ``model(x)`` call on the
 checkpoint, the SavedModel through TensorFlow, and the float32 TFLite file through a bare
-LiteRT interpreter with its default XNNPACK delegate; ``speedup`` in each row is the ratio to
-a reference row measured in the same run (the direct Keras call when present).
+LiteRT interpreter with its default XNNPACK delegate, and the float32 ONNX file through a
+bare onnxruntime session (``onnx-bare``); ``speedup`` in each row is the ratio to a reference
+row measured in the same run (the direct Keras call when present), and ``overhead`` in a
+predictor row is its p50 over the bare runtime's on the same file, minus 1.
 
 Isolation: each (artifact, device, threads) job runs in a fresh Python process
 (``python -m edgeclf.bench_runners``) so cold start includes loading the libraries, peak RSS
@@ -49,6 +51,8 @@ DEVICES = ("cpu", "gpu", "all")
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 MAX_THREADS = 256
 GPU_MODES = ("numpy", "iobinding", "cuda-graph")
+#: bare-runtime baselines: the predictor's overhead is measured against them (same file)
+BARE_RUNNERS = ("onnx-bare", "tflite-xnnpack")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,10 +163,10 @@ def plan_targets(target: str | Path, cfg: BenchConfig) -> tuple[list[Target], di
                              f"{', '.join(MODEL_SUFFIXES)}) or a run directory")
         out = [Target(artifact=target.name, runner="predictor", path=str(target), format=fmt,
                       quantization="unknown", bytes=target.stat().st_size)]
-        if fmt == "tflite" and cfg.baselines:
-            out.append(Target(artifact="tflite-xnnpack", runner="tflite-xnnpack",
-                              path=str(target), format="tflite", quantization="unknown",
-                              bytes=target.stat().st_size))
+        if cfg.baselines:
+            bare = {"tflite": "tflite-xnnpack", "onnx": "onnx-bare"}[fmt]
+            out.append(Target(artifact=bare, runner=bare, path=str(target), format=fmt,
+                              quantization="unknown", bytes=target.stat().st_size))
         return out, {}
     return _plan_run(RunPaths(target), wanted, cfg.baselines)
 
@@ -176,6 +180,7 @@ def _plan_run(paths: RunPaths, wanted: set[str], baselines: bool) -> tuple[list[
         log.warning("%s has no export/manifest.json: only the Keras baselines can run "
                     "(run `edgeclf export` first)", paths.root)
     float_tflite: Target | None = None
+    float_onnx: Target | None = None
     for entry in (manifest or {}).get("artifacts", []):
         fmt, quant = entry.get("format"), entry.get("quantization", "none")
         if fmt not in wanted:
@@ -191,6 +196,11 @@ def _plan_run(paths: RunPaths, wanted: set[str], baselines: bool) -> tuple[list[
         out.append(t)
         if fmt == "tflite" and quant == "none" and t.error is None:
             float_tflite = t
+        if fmt == "onnx" and quant == "none" and t.error is None:
+            float_onnx = t
+    if baselines and float_onnx is not None:
+        out.append(Target(artifact="onnx-bare", runner="onnx-bare", path=float_onnx.path,
+                          format="onnx", quantization="none", bytes=float_onnx.bytes))
     if baselines and "tflite" in wanted and float_tflite is not None:
         out.append(Target(artifact="tflite-xnnpack", runner="tflite-xnnpack",
                           path=float_tflite.path, format="tflite", quantization="none",
@@ -273,7 +283,7 @@ def add_speedups(rows: list[dict]) -> None:
     refs: dict[tuple, dict] = {}
     for name in ("keras-call", "onnx-none", "tflite-xnnpack"):
         for r in rows:
-            label = (r["artifact"] if r["format"] == "keras" or r["runner"] == "tflite-xnnpack"
+            label = (r["artifact"] if r["format"] == "keras" or r["runner"] in BARE_RUNNERS
                      else f"{r['format']}-{r['quantization']}")
             if (label == name and r.get("mode", "numpy") == "numpy" and r.get("p50_ms")
                     and key(r) not in refs):
@@ -283,6 +293,19 @@ def add_speedups(rows: list[dict]) -> None:
         if ref is not None and r.get("p50_ms"):
             r["speedup"] = round(ref["p50_ms"] / r["p50_ms"], 3)
             r["speedup_vs"] = ref["artifact"]
+
+
+def add_overheads(rows: list[dict]) -> None:
+    """``overhead`` = predictor p50 / bare-runtime p50 - 1 on the same file, device,
+    threads and batch size (0.05: the predictor costs 5% more than a bare session)."""
+    bare = {(r["format"], r["quantization"], r["device"], r["threads"], r["batch_size"]): r
+            for r in rows if r["runner"] in BARE_RUNNERS and r.get("p50_ms")}
+    for r in rows:
+        b = bare.get((r["format"], r["quantization"], r["device"], r["threads"],
+                      r["batch_size"]))
+        if r["runner"] == "predictor" and b is not None and r.get("p50_ms"):
+            r["overhead"] = round(r["p50_ms"] / b["p50_ms"] - 1.0, 4)
+            r["overhead_vs"] = b["artifact"]
 
 
 @dataclass
@@ -338,6 +361,7 @@ def run_bench(target: str | Path, cfg: BenchConfig,
     if progress:
         progress(len(jobs), len(jobs), "done")
     add_speedups(rows)
+    add_overheads(rows)
     _check_gpu_rows(rows)
     started["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     conf = {k: v for k, v in asdict(cfg).items() if k != "timeout_s"}

@@ -238,10 +238,42 @@ def open_tflite_xnnpack(job: dict) -> Opened:
                   quantization="int8" if np.issubdtype(dtype, np.integer) else None)
 
 
+def open_onnx_bare(job: dict) -> Opened:
+    """A bare onnxruntime session on the .onnx file: default session options but the
+    thread count, the input converted to the model's dtype per call (as any caller must),
+    raw outputs. The predictor row on the same file minus this one is its own overhead."""
+    if job["device"] != "cpu":
+        raise DeviceError("the bare onnxruntime baseline is a CPU figure in edgeclf bench")
+    import onnxruntime as ort
+
+    imported_at = time.perf_counter()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(job["threads"])
+    try:
+        sess = ort.InferenceSession(job["path"], so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
+        raise ModelError(f"{job['path']}: onnxruntime cannot load it ({e})") from None
+    inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
+    dtype = {"tensor(uint8)": np.uint8, "tensor(float16)": np.float16,
+             "tensor(float)": np.float32}.get(inp.type)
+    if dtype is None:
+        raise ModelError(f"{job['path']}: the bare baseline feeds uint8 or float pixels; "
+                         f"this model takes {inp.type}")
+    if len(inp.shape) != 4 or not all(isinstance(d, int) for d in inp.shape[1:3]):
+        raise ModelError(f"{job['path']}: the bare baseline needs a fixed (N, H, W, 3) input")
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        return sess.run([out.name], {inp.name: x.astype(dtype, copy=False)})[0]
+
+    return Opened(provider="onnxruntime-bare-cpu", size=tuple(inp.shape[1:3]), infer=infer,
+                  imported_at=imported_at, keep=sess)
+
+
 RUNNERS: dict[str, Callable[[dict], Opened]] = {
     "predictor": open_predictor,
     "keras-predict": lambda job: open_keras(job, direct=False),
     "keras-call": lambda job: open_keras(job, direct=True),
     "savedmodel": open_savedmodel,
     "tflite-xnnpack": open_tflite_xnnpack,
+    "onnx-bare": open_onnx_bare,
 }

@@ -144,7 +144,7 @@ def base_row(job: dict, batch: int) -> dict:
             "provider": None, "mode": job_mode(job["runner"]), "runner": job["runner"],
             "batch_size": batch, "threads": job["threads"], "bytes": job.get("bytes"),
             "status": "ok", "error": None, **{k: None for k in FIGURES},
-            "speedup": None, "speedup_vs": None}
+            "speedup": None, "speedup_vs": None, "overhead": None, "overhead_vs": None}
 
 
 def job_mode(runner: str) -> str:

@@ -59,20 +59,22 @@ def bench_progress(plan: BenchPlan) -> Iterator[Callable[[int, int, str], None]]
 
 def result_table(rows: list[dict]) -> object:
     cols = ["artifact", "quant", "device", "provider", "mode", "threads", "batch", "p50 ms",
-            "p90 ms", "p99 ms", "img/s", "cold ms", "pre ms/img", "RSS MB", "speedup"]
+            "p90 ms", "p99 ms", "img/s", "cold ms", "pre ms/img", "RSS MB", "speedup", "overhead"]
     out = []
     for r in rows:
         if r["status"] != "ok":
             out.append([r["artifact"], r["quantization"], r["device"], "-", r["mode"],
                         r["threads"], r["batch_size"], styled("failed", "red"),
-                        *["" for _ in range(7)]])
+                        *["" for _ in range(8)]])
             continue
         speed = f"{r['speedup']:.2f}x vs {r['speedup_vs']}" if r.get("speedup") else "-"
         out.append([r["artifact"], r["quantization"], r["device"], r["provider"], r["mode"],
                     r["threads"], r["batch_size"], _fmt(r["p50_ms"]), _fmt(r["p90_ms"]),
                     _fmt(r["p99_ms"]), _fmt(r["images_per_second"], 1),
                     _fmt(r["cold_start_ms"], 0), _fmt(r["preprocess_ms_per_image"]),
-                    _fmt(r["peak_rss_mb"], 0), speed])
+                    _fmt(r["peak_rss_mb"], 0), speed,
+                    f"{r['overhead']:+.1%} vs {r['overhead_vs']}"
+                    if r.get("overhead") is not None else "-"])
     return table("edgeclf bench", cols, out)
 
 

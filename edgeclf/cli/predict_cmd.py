@@ -106,6 +106,8 @@ def predict(model: Path = typer.Argument(..., help="A .onnx/.tflite file, an exp
         err_console.print(f"[dim]{esc(pred.path)} ({pred.format} on {pred.provider}, "
                           f"{len(pred.labels)} classes, input {pred.contract.size[0]}x"
                           f"{pred.contract.size[1]} {esc(pred.contract.resize)})[/]")
+        if pred.selection:
+            err_console.print(f"[dim]chose {esc(pred.selection)}[/]", highlight=False)
     n_ok = n_bad = 0
     for chunk in _batches(iter_images(images), batch_size):
         preds = pred.predict([str(p) for p in chunk], top_k=top_k, strict=False)

@@ -4,8 +4,10 @@ the traced function instead, and leaves tensors captured by layers such as
 ``Normalization`` (inside EfficientNet) as extra graph inputs; the SavedModel is frozen
 with them as constants.
 
-The graph has a dynamic batch dimension, input ``image`` and output ``probabilities``; it
-is optimised offline by onnxruntime at the *basic* level (constant folding, Conv+BN/Add/Mul
+The graph has a dynamic batch dimension, input ``image`` (uint8 pixels, cast to float32
+inside the graph: a quarter of the bytes in and no conversion by the caller; every
+quantization is made from the float-input graph and gets the cast last) and output
+``probabilities``; it is optimised offline by onnxruntime at the *basic* level (constant folding, Conv+BN/Add/Mul
 fusions: portable, standard ONNX ops only), checked by ``onnx.checker``, and carries the
 edgeclf metadata in ``metadata_props``.
 """
@@ -93,6 +95,28 @@ def rename_output(model: Any, name: str) -> None:
     graph.output[0].name = name
 
 
+def uint8_input(model: Any) -> bool:
+    """Make the graph take uint8 pixels: input ``image`` becomes uint8 and a ``Cast`` to
+    float32 feeds what read it (a quarter of the bytes in, no float conversion by the
+    caller). Returns False (graph unchanged) when the input is not float32."""
+    onnx = import_onnx()
+    graph = model.graph
+    inp = graph.input[0]
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        return False
+    cast_out = f"{inp.name}_as_float"
+    for node in graph.node:
+        node.input[:] = [cast_out if i == inp.name else i for i in node.input]
+    for out in graph.output:  # an identity graph: the output is the input itself
+        if out.name == inp.name:
+            raise ExportError("the ONNX graph returns its input unchanged")
+    cast = onnx.helper.make_node("Cast", [inp.name], [cast_out], to=onnx.TensorProto.FLOAT,
+                                 name=f"{inp.name}_uint8_to_float")
+    graph.node.insert(0, cast)
+    inp.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    return True
+
+
 def optimise(src: Path, dst: Path) -> None:
     """Offline onnxruntime optimisation at the basic (portable) level."""
     import onnxruntime as ort
@@ -107,10 +131,14 @@ def optimise(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def finish_onnx(src: Path, dst: Path, meta: dict, *, check: bool = True) -> None:
-    """Add the edgeclf metadata and the producer name, run the checker, save to ``dst``."""
+def finish_onnx(src: Path, dst: Path, meta: dict, *, check: bool = True,
+                pixels_uint8: bool = True) -> None:
+    """Make the input uint8 pixels (:func:`uint8_input`; ``pixels_uint8``), add the edgeclf
+    metadata and the producer name, run the checker, save to ``dst``."""
     onnx = import_onnx()
     model = onnx.load(str(src))
+    if pixels_uint8:
+        uint8_input(model)
     del model.metadata_props[:]
     for key, value in onnx_props(meta).items():
         entry = model.metadata_props.add()

@@ -1,7 +1,8 @@
 """ONNX quantization with onnxruntime's tools: static int8 (QDQ, U8U8, per-channel weights,
 calibrated on the same training images as TFLite int8), dynamic-range, and float16.
 
-Inputs and outputs stay float32 in every variant, so the model contract is unchanged; the
+Inputs and outputs stay as in the float graph in every variant (uint8 pixels in, added by
+``finish_onnx`` after quantizing; float32 probabilities out), so the contract is unchanged; the
 final Softmax stays in float (probabilities keep their resolution).
 """
 

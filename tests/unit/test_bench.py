@@ -237,3 +237,33 @@ def test_gpu_memory_per_process_or_growth_since_load(monkeypatch):
     assert bench_models.with_gpu_memory(opened, 1000.0).gpu_memory_mb() == 812
     answers["--query-compute-apps=pid,used_memory"] = []      # container: no PIDs listed
     assert opened.gpu_memory_mb() == 500.0
+
+
+def test_bare_runtime_rows_give_the_predictor_overhead(tmp_path):
+    model = make_onnx(tmp_path / "solo.onnx")
+    res = run_bench(model, BenchConfig(isolate=False, **{**QUICK, "baselines": True}))
+    by = {(r["artifact"], r["batch_size"]): r for r in res.results}
+    assert set(by) == {(a, b) for a in ("solo.onnx", "onnx-bare") for b in (1, 3)}
+    assert all(r["status"] == "ok" for r in res.results)
+    assert by[("onnx-bare", 1)]["provider"] == "onnxruntime-bare-cpu"
+    for b in (1, 3):
+        pred, bare = by[("solo.onnx", b)], by[("onnx-bare", b)]
+        assert pred["overhead_vs"] == "onnx-bare" and bare["overhead"] is None
+        assert pred["overhead"] == pytest.approx(pred["p50_ms"] / bare["p50_ms"] - 1, abs=1e-3)
+
+
+def test_overhead_pairs_rows_of_the_same_file_threads_and_batch():
+    def row(artifact, runner, p50, threads=2, fmt="onnx", q="none"):
+        return {"artifact": artifact, "runner": runner, "format": fmt, "quantization": q,
+                "device": "cpu", "threads": threads, "batch_size": 1, "p50_ms": p50}
+
+    rows = [row("model.onnx", "predictor", 5.5), row("onnx-bare", "onnx-bare", 5.0),
+            row("model.onnx", "predictor", 9.0, threads=1),
+            row("model.int8.onnx", "predictor", 4.0, q="int8"),
+            row("model.tflite", "predictor", 6.0, fmt="tflite"),
+            row("tflite-xnnpack", "tflite-xnnpack", 4.0, fmt="tflite")]
+    bench.add_overheads(rows)
+    assert rows[0]["overhead"] == pytest.approx(0.1) and rows[0]["overhead_vs"] == "onnx-bare"
+    assert "overhead" not in rows[2] and "overhead" not in rows[3]   # no bare row to pair
+    assert rows[4]["overhead"] == pytest.approx(0.5)
+    assert rows[4]["overhead_vs"] == "tflite-xnnpack"

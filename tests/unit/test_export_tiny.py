@@ -160,7 +160,7 @@ def test_cli_exports_onnx_and_records_it(run_copy):
                                                                        "model.onnx")
     verify_artifact(run_copy / "export", entry)
     assert entry["inputs"][0] == {"name": "image", "shape": [None, 32, 32, 3],
-                                  "dtype": "float32"}
+                                  "dtype": "uint8"}       # the cast is inside the graph
     assert entry["outputs"][0]["name"] == "probabilities"
     assert entry["outputs"][0]["shape"] == [None, 5]
     labels = (run_copy / "export" / "labels.txt").read_text().split()
@@ -266,7 +266,7 @@ def test_checkpoint_saved_under_jax_exports_under_tensorflow(run_copy, tmp_path)
 
     sess = ort.InferenceSession(str(run_copy / "export" / "model.onnx"))
     x = np.load(str(ckpt) + ".x.npy")
-    np.testing.assert_allclose(sess.run(None, {"image": x})[0],
+    np.testing.assert_allclose(sess.run(None, {"image": x.astype(np.uint8)})[0],
                                np.load(str(ckpt) + ".y.npy"), atol=1e-5)
     entry = load_manifest(run_copy / "export")["artifacts"][0]
     assert entry["checkpoint"]["file"] == str(ckpt.resolve())
