@@ -11,11 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from edgeclf.export import FORMATS, QUANTIZATIONS, ExportConfig
 from edgeclf.export.calibration import DEFAULT_CALIBRATION_SIZE
 from edgeclf.export.onnx import DEFAULT_OPSET
+from edgeclf.export.ort_web import ENV_VAR, ORT_WEB_VERSION
 from edgeclf.export.tflite import INT8_IO_TYPES
 
 from .common import console, err_console, handle_errors, next_step, table
 
-FORMAT_HELP = f"{', '.join(FORMATS)} or all (repeatable)."
+FORMAT_HELP = (f"{', '.join(FORMATS)} or all (repeatable; all = every format but web, "
+               "the browser predictor, which needs onnxruntime-web: see --ort-web).")
 QUANT_HELP = (f"{', '.join(QUANTIZATIONS)} (repeatable; none = float32). int8 is calibrated "
               "on a stratified sample of the training split.")
 
@@ -60,13 +62,20 @@ def export(run: Path = typer.Argument(..., help="Run directory (models/<name>)."
            int8_io: str = typer.Option(INT8_IO_TYPES[0], help="int8 TFLite input/output type: "
                                        f"{' or '.join(INT8_IO_TYPES)} (uint8: raw pixels, "
                                        "scale 1, zero point 0)."),
+           ort_web: Optional[str] = typer.Option(
+               None, "--ort-web", help="--format web: the onnxruntime-web package "
+               f"{ORT_WEB_VERSION} (.tgz from `npm pack`, or its folder) for a machine "
+               f"without npm or offline; default: ${ENV_VAR}, the cache, then npm."),
            ) -> None:
-    """Convert a run's checkpoint to SavedModel / ONNX / TFLite (+ quantized variants)."""
-    _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io)
+    """Convert a run's checkpoint to SavedModel / ONNX / TFLite (+ quantized variants), or a
+    static browser page (--format web)."""
+    _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io,
+            ort_web)
 
 
 @handle_errors
-def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io) -> None:
+def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io,
+            ort_web=None) -> None:
     from edgeclf.export import export_run
 
     defaults = ExportConfig()
@@ -74,7 +83,7 @@ def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, i
                           quantizations=_split_values(quantize, defaults.quantizations[0]),
                           checkpoint=checkpoint, opset=opset,
                           calibration_size=calibration_size, seed=seed,
-                          int8_io=int8_io.lower())
+                          int8_io=int8_io.lower(), ort_web=ort_web)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("loading checkpoint", total=None)
@@ -84,6 +93,10 @@ def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, i
 
         result = export_run(run, config, progress=update)
     print_result(result)
+    for a in result.artifacts:
+        if a.format == "web" and a.status == "ok":
+            console.print(f"browser page: python -m http.server -d {result.export_dir / a.file}"
+                          " and open http://localhost:8000", soft_wrap=True)
     if not result.ok:
         err_console.print("[bold red]Error:[/] some artifacts failed (see the table)")
         raise typer.Exit(1)
