@@ -11,12 +11,14 @@ import typer
 from edgeclf.export import FORMATS, QUANTIZATIONS, ExportConfig
 from edgeclf.export.calibration import DEFAULT_CALIBRATION_SIZE
 from edgeclf.export.onnx import DEFAULT_OPSET
+from edgeclf.export.ort_web import ENV_VAR, ORT_WEB_VERSION
 from edgeclf.export.tflite import INT8_IO_TYPES
 
 from .common import (JsonOption, comma_list, console, esc, fail, handle_errors, next_step,
                      print_json, progress_bar, refresh_report, styled, table)
 
-FORMAT_HELP = f"{', '.join(FORMATS)} or all (repeatable)."
+FORMAT_HELP = (f"{', '.join(FORMATS)} or all (repeatable; all = every format but web, "
+               "the browser predictor, which needs onnxruntime-web: see --ort-web).")
 QUANT_HELP = (f"{', '.join(QUANTIZATIONS)} (repeatable; none = float32). int8 is calibrated "
               "on a stratified sample of the training split.")
 
@@ -63,18 +65,23 @@ def export(run: Path = typer.Argument(..., help="Run directory (models/<name>)."
            int8_io: str = typer.Option(INT8_IO_TYPES[0], help="int8 TFLite input/output type: "
                                        f"{' or '.join(INT8_IO_TYPES)} (uint8: raw pixels, "
                                        "scale 1, zero point 0)."),
+           ort_web: Optional[str] = typer.Option(
+               None, "--ort-web", help="--format web: the onnxruntime-web package "
+               f"{ORT_WEB_VERSION} (.tgz from `npm pack`, or its folder) for a machine "
+               f"without npm or offline; default: ${ENV_VAR}, the cache, then npm."),
            as_json: JsonOption = False,
            ) -> None:
-    """Convert a run's checkpoint to SavedModel / ONNX / TFLite (+ quantized variants).
+    """Convert a run's checkpoint to SavedModel / ONNX / TFLite (+ quantized variants), or a
+    static browser page (--format web).
 
     Exits 1 when any artifact failed (the table says which and why)."""
     _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io,
-            as_json)
+            as_json, ort_web)
 
 
 @handle_errors
 def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io,
-            as_json) -> None:
+            as_json, ort_web=None) -> None:
     from edgeclf.export import export_run
 
     defaults = ExportConfig()
@@ -83,7 +90,7 @@ def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, i
                                          or defaults.quantizations[:1]),
                           checkpoint=checkpoint, opset=opset,
                           calibration_size=calibration_size, seed=seed,
-                          int8_io=int8_io.lower())
+                          int8_io=int8_io.lower(), ort_web=ort_web)
     with progress_bar("loading checkpoint", transient=True) as update:
         result = export_run(run, config, progress=lambda done, total, label: update(
             done, total, f"exporting {label}"))
@@ -92,6 +99,11 @@ def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, i
         print_json(result_json(result))
     else:
         print_result(result)
+        for a in result.artifacts:
+            if a.format == "web" and a.status == "ok":
+                console.print(f"browser page: python -m http.server -d "
+                              f"{esc(result.export_dir / a.file)} and open "
+                              "http://localhost:8000", soft_wrap=True, highlight=False)
     if not result.ok:
         fail("some artifacts failed: " + ", ".join(
             f"{a.format} {a.quantization}" for a in result.artifacts if a.status == "failed"))
