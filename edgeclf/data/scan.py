@@ -53,7 +53,8 @@ class Dataset:
     classes: list[str]
     items: list[Item] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    n_files: int = 0            # files listed (more than items + problems when sampled)
+    n_files: int = 0            # files listed in the class folders
+    n_read: int = 0             # files read (all of them, or the sample)
     sampled: bool = False
 
     @functools.cached_property
@@ -145,6 +146,7 @@ def scan_dataset(root: str | Path, *, workers: int | None = None, sample: int | 
         keep = sorted(random.Random(seed).sample(range(len(files)), sample))
         files = [files[i] for i in keep]
         ds.sampled = True
+    ds.n_read = len(files)
     results = _inspect_all(str(root), [rel for rel, _ in files], workers, progress)
     for (rel, label), res in zip(files, results):
         if res[0] == "ok":
