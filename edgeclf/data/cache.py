@@ -210,7 +210,8 @@ def _decode_chunk(array_path: str | None, root: str, contract_json: str,
                 results.append((rel, f"decoded to {w}x{h}, more pixels than its header "
                                 f"announced", 0, 0))
                 continue
-            os.pwrite(fd, np.ascontiguousarray(arr).data, offset)
+            if os.pwrite(fd, np.ascontiguousarray(arr).data, offset) != arr.nbytes:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))   # a short write
             results.append((rel, None, arr.shape[0], arr.shape[1]))
     finally:
         if fd is not None:
