@@ -19,7 +19,7 @@ from edgeclf.data.store import ROWS, PackedImages, StreamImages
 from edgeclf.errors import ConfigError
 from edgeclf.runtime.contract import Contract
 from edgeclf.runtime.preprocess import preprocess
-from tests import imagefactory as mk
+from tests.fixtures import images as mk
 
 C = Contract(size=(48, 48))
 #: (width, height): smaller than the contract, same pixel count but another shape,

@@ -7,7 +7,7 @@ from PIL import Image
 
 from edgeclf.runtime import Predictor
 from edgeclf.runtime.bulk import predict_stream
-from tests.unit.test_runtime_models import build_onnx, solid
+from tests.fixtures.onnx_models import build_onnx, solid
 
 pytest.importorskip("onnxruntime")
 

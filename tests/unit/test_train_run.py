@@ -104,7 +104,7 @@ def test_bad_input_fails_before_any_training(shapes_dir, tmp_path, kwargs, match
 def test_cli_reports_errors_without_a_traceback(shapes_dir, tmp_path):
     res = CliRunner().invoke(app, ["train", str(shapes_dir), "--backbone", "resnet18",
                                    "--out", str(tmp_path)])
-    assert res.exit_code == 1 and "unknown backbone" in res.output
+    assert res.exit_code == 2 and "unknown backbone" in res.output     # bad usage
     assert "Traceback" not in res.output
 
 
