@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -19,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeclf.runtime import Prediction, Predictor
+from edgeclf.runtime.bulk import predict_stream
 
 from .common import JsonOption, console, err_console, esc, fail, handle_errors, shown, styled
 
@@ -47,9 +49,9 @@ def bar(score: float, width: int = BAR_WIDTH) -> str:
     return ("█" * full + (_EIGHTHS[part] if part else "")).ljust(width)
 
 
-def _batches(paths: Iterator[Path], size: int) -> Iterator[list[Path]]:
-    chunk: list[Path] = []
-    for p in paths:
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    chunk: list = []
+    for p in items:
         chunk.append(p)
         if len(chunk) == size:
             yield chunk
@@ -109,8 +111,10 @@ def predict(model: Path = typer.Argument(..., help="A .onnx/.tflite file, an exp
         if pred.selection:
             err_console.print(f"[dim]chose {esc(pred.selection)}[/]", highlight=False)
     n_ok = n_bad = 0
-    for chunk in _batches(iter_images(images), batch_size):
-        preds = pred.predict([str(p) for p in chunk], top_k=top_k, strict=False)
+    # streamed: the next batches decode while the model runs, memory flat for any folder
+    stream = predict_stream(pred, (str(p) for p in iter_images(images)), top_k=top_k,
+                            batch_size=batch_size)
+    for preds in _batches(stream, batch_size):
         for p in preds:
             if p.ok:
                 n_ok += 1
@@ -120,8 +124,8 @@ def predict(model: Path = typer.Argument(..., help="A .onnx/.tflite file, an exp
                     err_console.print(f"[yellow]unreadable[/] {esc(p.error)}", highlight=False,
                                       soft_wrap=True)
         if json_out:
-            for p in preds:
-                typer.echo(json.dumps(_json_line(p)))
+            typer.echo("\n".join(json.dumps(_json_line(p)) for p in preds))
+            sys.stdout.flush()
         else:
             _print_table([p for p in preds if p.ok])
     err_console.print(f"{n_ok} image(s) predicted, {n_bad} unreadable", highlight=False)

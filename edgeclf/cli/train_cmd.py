@@ -136,6 +136,10 @@ def register(app: typer.Typer) -> None:
                                               "float16.", panel="Runtime"),
         workers: Optional[int] = _opt(None, "--workers", help="Loader threads.",
                                       panel="Runtime"),
+        cache_budget: Optional[str] = _opt(None, "--cache-budget", help="Most disk the "
+                                           "decode cache may take (500M, 20G; 0: stream) "
+                                           "[$EDGECLF_CACHE_BUDGET or no cap].",
+                                           panel="Runtime"),
         steps_per_epoch: Optional[int] = _opt(None, "--steps-per-epoch", panel="Runtime"),
         resume: bool = typer.Option(False, "--resume", help="Continue the run from its last "
                                     "completed epoch.", rich_help_panel="Runtime"),

@@ -30,6 +30,7 @@ class DataReport:
     imbalance: float = 1.0
     warnings: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    sample: dict | None = None                     # {"checked": n, "listed": m} if sampled
 
     @property
     def n_usable(self) -> int:
@@ -50,6 +51,7 @@ class DataReport:
             "cross_class_duplicates": self.cross_class_duplicates,
             "empty_classes": self.empty_classes,
             "imbalance": round(self.imbalance, 3), "warnings": self.warnings,
+            **({"sample": self.sample} if self.sample else {}),
         }
 
 
@@ -80,7 +82,9 @@ def check_dataset(dataset: Dataset, cache: DecodeCache, *, min_size: int = MIN_S
                         n_files=len(dataset.items), problems=problems,
                         duplicates=sorted(dups), cross_class_duplicates=sorted(cross),
                         empty_classes=[c for c, n in counts.items() if n == 0],
-                        fingerprint=dataset.fingerprint)
+                        fingerprint=dataset.fingerprint,
+                        sample={"checked": dataset.n_read, "listed": dataset.n_files}
+                        if dataset.sampled else None)
     nonzero = [n for n in counts.values() if n]
     report.imbalance = (max(nonzero) / min(nonzero)) if nonzero else 1.0
     _add_warnings(report)
@@ -88,6 +92,9 @@ def check_dataset(dataset: Dataset, cache: DecodeCache, *, min_size: int = MIN_S
 
 
 def _add_warnings(r: DataReport) -> None:
+    if r.sample:
+        r.warnings.append(f"only a sample was checked: {r.sample['checked']:,} of "
+                          f"{r.sample['listed']:,} files; counts and problems are the sample's")
     bad = [p for p in r.problems if p.kind != "small"]
     if bad:
         r.warnings.append(f"{len(bad)} file(s) skipped: "

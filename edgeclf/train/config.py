@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeclf.backbones import Backbone, ensemble_members, get_backbone
 from edgeclf.data.augment import AugmentConfig
+from edgeclf.data.budget import parse_size
 from edgeclf.errors import ConfigError
 
 STRATEGIES = ("fine-tune", "linear-probe")
@@ -76,6 +77,7 @@ class TrainConfig:
     backend: str | None = None
     mixed_precision: str | None = None
     workers: int | None = None
+    cache_budget: str | None = None      # "20G", "0" (stream); None: $EDGECLF_CACHE_BUDGET
     steps_per_epoch: int | None = None
     resume: bool = False
     overwrite: bool = False
@@ -109,6 +111,8 @@ class TrainConfig:
                 raise ConfigError(f"--unfreeze must be a number of layers or 'all', got "
                                   f"{self.unfreeze!r}")
         self.augmentation()  # validates the ranges
+        if self.cache_budget is not None:
+            parse_size(str(self.cache_budget))
 
     # ----------------------------------------------------------------- derived values
     @property

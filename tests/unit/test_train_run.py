@@ -75,7 +75,8 @@ def _check_checkpoint(paths: RunPaths, n_classes: int) -> None:
 def test_fine_tune_strategy_api_result(shapes_dir, tmp_path):
     events = []
     result = train(TrainConfig(data_dir=str(shapes_dir), out=str(tmp_path), name="ft",
-                               epochs=1, class_weights="balanced", augment=True, **TINY),
+                               epochs=1, class_weights="balanced", augment=True,
+                               cache_budget="0", **TINY),     # streamed: no decode cache
                    progress=events.append)
     assert result.run_dir == tmp_path / "ft" and result.best_phase == 1
     assert result.metrics["test"]["n"] > 0 and result.train_seconds > 0
