@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 SCRATCH_BN_MOMENTUM = 0.9
 #: Phase-1 epochs on images under ``--strategy auto`` (the head before full fine-tuning).
 HEAD_EPOCHS = 10
-#: A class with this many times fewer training images than the largest is flagged.
-SMALL_CLASS_RATIO = 5
 
 
 @dataclass
@@ -156,37 +154,12 @@ def _accelerator() -> bool:
 
 
 def _flag_classes(progress: Progress | None, data: RunData) -> None:
-    """Say which classes are so small that their results mean little."""
-    counts = np.bincount(data.labels["train"], minlength=len(data.classes))
-    small = [f"{c} ({n})" for c, n in zip(data.classes, counts.tolist())
-             if n * SMALL_CLASS_RATIO <= counts.max() or n <= 1]
+    """Say which classes are so small that their results mean little (``data check``'s
+    rule: >= 5x fewer images than the largest, or a single image)."""
+    small = data.report.small_classes
     if small:
-        _emit(progress, f"warning: small classes (training images; >= {SMALL_CLASS_RATIO}x "
-                        f"fewer than the largest, or a single image): {', '.join(small)}")
-
-
-def _unfreeze_count(model: Any, cfg: TrainConfig) -> int | None:
-    if cfg.unfreeze is not None:
-        return parse_unfreeze(model, cfg.unfreeze)
-    smallest = min(len(b.layers) for b in backbones_of(model))
-    return max(1, int(round(smallest * DEFAULT_UNFREEZE_FRACTION)))
-
-
-def load_checkpoint_compiled(path: Path) -> Any:
-    """``last.keras`` with its optimizer state, to resume (built-in layers only)."""
-    import keras
-
-    load_checkpoint(path)   # the safety checks; raises on a bad file
-    return keras.saving.load_model(path, safe_mode=True, compile=True)
-
-
-def _compile(sess: Session, cfg: TrainConfig, lr: float, epochs: int, warmup: float) -> None:
-    steps = max(1, len(sess.train)) * max(1, epochs)
-    schedule = make_schedule(lr, total_steps=steps, kind=cfg.schedule,
-                             warmup_steps=int(round(warmup * max(1, len(sess.train)))))
-    optimizer = make_optimizer(cfg.optimizer, schedule, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-    compile_model(sess.model, optimizer, label_smoothing=cfg.label_smoothing)
+        _emit(progress, "warning: small class(es), flagged: " + ", ".join(
+            f"{c} ({data.report.counts[c]} images)" for c in small))
 
 
 def _phase1(sess: Session, cfg: TrainConfig, data: RunData, fast: Fast,
