@@ -107,7 +107,9 @@ def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None,
         write_run_files(paths, cfg, data, contract, extra={"strategy_choice": plan.to_dict()})
     _emit(progress, f"strategy {plan.strategy}: {plan.reason}")
     state = TrainState.load(paths) if cfg.resume else TrainState()
-    train_l, val_l, test_l = make_loaders(cfg, data, batch_size, augment=not plan.cached)
+    images_phase2 = plan.strategy != "cut-fine-tune" and plan.epochs > 0
+    train_l, val_l, test_l = make_loaders(cfg, data, batch_size,
+                                          augment=not plan.cached or images_phase2)
     weights = class_weights(cfg, data)
     if weights is not None and cfg.class_weights == "auto":
         _emit(progress, "classes are imbalanced: balanced class weights "
@@ -119,7 +121,7 @@ def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None,
                    writer=ScalarWriter(paths.logs))
     fast = Fast(plan=plan)
     try:
-        if cfg.resume and plan.cached:
+        if cfg.resume and plan.cached and not (state.phase1_done and images_phase2):
             model.set_weights(load_checkpoint(paths.last).get_weights())
         elif cfg.resume:
             sess.model = load_checkpoint_compiled(paths.last)

@@ -266,7 +266,7 @@ def cached_predictions(fast: Fast, best: Any, split: str) -> np.ndarray | None:
     if fast.plan.strategy == "cut-fine-tune" and fast.cut_cache is not None:
         top = split_at(best, fast.plan.cut).top
         return _pool(top, getattr(fast.cut_cache, split))
-    if fast.plan.strategy == "linear-probe" and split in fast.features:
+    if fast.plan.strategy == "linear-probe" and not fast.plan.epochs and split in fast.features:
         import keras
 
         head = keras.Model(best.get_layer(FEATURES).output, best.outputs[0])

@@ -86,8 +86,9 @@ def plan_fixed(strategy: str, *, head: str, fine_tune_epochs: int | None,
     """``linear-probe`` / ``fine-tune`` as requested (fine-tune runs its phase 2 unless
     ``fine_tune_epochs`` is 0)."""
     probe_head = "convex" if head == "linear" else "sgd"
-    if strategy == "linear-probe":
-        return Plan("linear-probe", "requested", requested=strategy, head=probe_head)
+    if strategy == "linear-probe":      # + --fine-tune-epochs N: then N epochs on images
+        return Plan("linear-probe", "requested", requested=strategy, head=probe_head,
+                    epochs=fine_tune_epochs or 0, unfreeze=unfreeze)
     epochs = FINE_TUNE_EPOCHS if fine_tune_epochs is None else fine_tune_epochs
     return Plan("fine-tune", "requested" + ("" if epochs else " (--fine-tune-epochs 0: "
                                             "the head only)"),
