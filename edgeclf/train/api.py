@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from edgeclf.errors import RunError
 from edgeclf.fsutil import read_json, write_json
@@ -162,6 +161,30 @@ def _flag_classes(progress: Progress | None, data: RunData) -> None:
     if small:
         _emit(progress, "warning: small class(es), flagged: " + ", ".join(
             f"{c} ({data.report.counts[c]} images)" for c in small))
+
+
+def _unfreeze_count(model: Any, cfg: TrainConfig) -> int | None:
+    if cfg.unfreeze is not None:
+        return parse_unfreeze(model, cfg.unfreeze)
+    smallest = min(len(b.layers) for b in backbones_of(model))
+    return max(1, int(round(smallest * DEFAULT_UNFREEZE_FRACTION)))
+
+
+def load_checkpoint_compiled(path: Path) -> Any:
+    """``last.keras`` with its optimizer state, to resume (built-in layers only)."""
+    import keras
+
+    load_checkpoint(path)   # the safety checks; raises on a bad file
+    return keras.saving.load_model(path, safe_mode=True, compile=True)
+
+
+def _compile(sess: Session, cfg: TrainConfig, lr: float, epochs: int, warmup: float) -> None:
+    steps = max(1, len(sess.train)) * max(1, epochs)
+    schedule = make_schedule(lr, total_steps=steps, kind=cfg.schedule,
+                             warmup_steps=int(round(warmup * max(1, len(sess.train)))))
+    optimizer = make_optimizer(cfg.optimizer, schedule, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    compile_model(sess.model, optimizer, label_smoothing=cfg.label_smoothing)
 
 
 def _phase1(sess: Session, cfg: TrainConfig, data: RunData, fast: Fast,
