@@ -21,16 +21,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True)
 class DemoConfig:
+    """The demo's own settings (not the product's defaults for real data): a small backbone
+    trained from scratch (nothing to download) on generated shapes it can really learn."""
+
     out: Path = Path("models")
     name: str = "demo"
     data: Path | None = None            # None: generate the shapes dataset under out/
     weights: str = "none"
     backbone: str = "mobilenetv2_0.35"
-    image_size: int = 64
-    epochs: int = 20                    # from scratch: ~45% on 5 shape classes (not uniform)
+    image_size: int = 48                # the generated images' size too (no resize)
+    # fresh images rather than epochs: at 300 per class the network overfits (train 99.5%,
+    # test 91.7% after 12 epochs); at 600 it sees each image 8 times and generalises
+    epochs: int = 8
     lr: float = 0.003
     fine_tune_epochs: int = 0
-    per_class: int = 60
+    per_class: int = 600
+    # the generator already varies colour, size and position; augmenting on top only slows
+    # a from-scratch network down. 15% test (450 images): parity's 1-point int8 budget is
+    # 4 images, not a coin flip on one.
+    augment: bool = False
+    split: str = "70,15,15"
+    batch_size: int = 32
     formats: tuple[str, ...] = ("all",)
     quantizations: tuple[str, ...] = ("none", "int8")
     bench_runs: int = 20
@@ -100,13 +111,13 @@ def _data(cfg: DemoConfig, state: dict) -> str:
     if cfg.data is not None:
         state["data"] = Path(cfg.data)
         return f"using {cfg.data}"
-    from edgeclf.data.synthetic import SHAPES, make_shapes_dataset
+    from edgeclf.data.synthetic import DEMO_SHAPES, make_demo_dataset
 
-    data = Path(cfg.out) / "demo-data"
+    data = Path(cfg.out) / f"demo-data-{cfg.per_class}x{cfg.image_size}"
     if not data.is_dir():
-        make_shapes_dataset(data, per_class=cfg.per_class, size=96)
+        make_demo_dataset(data, per_class=cfg.per_class, size=cfg.image_size)
     state["data"] = data
-    return f"generated {len(SHAPES)} classes x {cfg.per_class} images in {data}"
+    return f"generated {len(DEMO_SHAPES)} classes x {cfg.per_class} images in {data}"
 
 
 def _train(cfg: DemoConfig, state: dict) -> str:
@@ -114,8 +125,10 @@ def _train(cfg: DemoConfig, state: dict) -> str:
 
     tc = TrainConfig(data_dir=str(state["data"]), out=str(cfg.out), name=cfg.name,
                      backbone=cfg.backbone, weights=cfg.weights, image_size=cfg.image_size,
-                     epochs=cfg.epochs, lr=cfg.lr, fine_tune_epochs=cfg.fine_tune_epochs,
-                     overwrite=cfg.overwrite, patience=0)
+                     strategy="fine-tune", epochs=cfg.epochs, lr=cfg.lr,
+                     fine_tune_epochs=cfg.fine_tune_epochs, augment=cfg.augment,
+                     split=cfg.split, batch_size=cfg.batch_size, overwrite=cfg.overwrite,
+                     patience=0)
     res = train(tc)
     test = res.metrics.get("test", {})
     return (f"test accuracy {test.get('accuracy', float('nan')):.3f} on {test.get('n')} images, "
@@ -139,10 +152,11 @@ def _parity(run_dir: Path) -> str:
     from edgeclf.parity import check_parity
 
     res = check_parity(run_dir)
-    rows = [f"{a.file}: {a.agreement:.1%} agree, {'pass' if a.passed else 'BREACH'}"
+    rows = [f"{a.file} {'PASS' if a.passed else 'BREACH'} ({a.agreement:.1%} agree)"
             for a in res.artifacts]
-    verdict = "all within budget" if res.passed else "budget breached (see parity.json)"
-    return f"{verdict}; " + "; ".join(rows)
+    if not res.passed:       # an artifact that breaks its budget is a failed stage
+        raise EdgeclfError("budget breached (see parity.json): " + "; ".join(rows))
+    return f"{len(rows)} artifacts within budget: " + "; ".join(rows)
 
 
 def _bench(cfg: DemoConfig, run_dir: Path) -> str:
@@ -161,7 +175,10 @@ def _predict(run_dir: Path) -> str:
     from edgeclf.runtime import Predictor
 
     split = Split.read(RunPaths(run_dir).split)
-    files = [split.root / p for p in split.test[:5]]
+    first: dict[str, str] = {}          # one test image per class
+    for rel in split.test:
+        first.setdefault(rel.split("/", 1)[0], rel)
+    files = [split.root / p for p in first.values()]
     predictor = Predictor.from_path(run_dir)
     preds = predictor.predict(files, top_k=1)
     hits = sum(p.label == f.parent.name for p, f in zip(preds, files))

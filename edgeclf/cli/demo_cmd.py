@@ -22,15 +22,20 @@ def demo(
                                         "generating one."),
     weights: str = typer.Option("none", help="none | imagenet | PATH to a Keras .h5."),
     backbone: str = typer.Option("mobilenetv2_0.35", help="See `edgeclf backbones`."),
-    image_size: int = typer.Option(64, help="Input size (small keeps the demo fast)."),
-    epochs: int = typer.Option(20, help="Training epochs."),
+    image_size: Optional[int] = typer.Option(None, help="Input size (default 48: small keeps "
+                                             "the demo fast)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default 8)."),
+    per_class: Optional[int] = typer.Option(None, help="Generated images per class "
+                                            "(default 600)."),
     as_json: JsonOption = False,
 ) -> None:
     """Train -> export -> parity -> bench -> predict -> report on a generated dataset."""
     from edgeclf.demo import DemoConfig, run_demo
 
+    given = {k: v for k, v in dict(image_size=image_size, epochs=epochs,
+                                   per_class=per_class).items() if v is not None}
     cfg = DemoConfig(out=out, name=name, data=data, weights=weights, backbone=backbone,
-                     image_size=image_size, epochs=epochs)
+                     **given)
 
     def show(stage) -> None:
         colour = STYLE[stage.status]
