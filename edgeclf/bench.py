@@ -37,7 +37,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgeclf.report.html import refresh_report
 from edgeclf.bench_runners import FIGURES, MAX_BATCH, check_batch_memory, failed_rows, run_job
 from edgeclf.errors import ConfigError, DeviceError, ModelError, RunError
 from edgeclf.fsutil import write_json
@@ -391,7 +390,6 @@ def save_bench(result: BenchResult, out_dir: str | Path) -> tuple[Path, Path | N
 
     png = plot_bench(result, paths.bench_png, parity_json=paths.parity,
                      manifest=paths.manifest)
-    refresh_report(out_dir)
     return paths.bench_json, png
 
 

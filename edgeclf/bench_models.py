@@ -84,9 +84,24 @@ def open_predictor(job: dict) -> Opened:
                     imported_at=imported_at, preprocess=pred.preprocess, keep=pred,
                     quantization=getattr(pred, "quantization", None))
     if job["device"] == "gpu":
-        from edgeclf.bench_gpu import with_gpu_memory
-
         with_gpu_memory(opened, baseline)
+    return opened
+
+
+def with_gpu_memory(opened: Opened, baseline_mb: float | None) -> Opened:
+    """Report this process's device memory; where nvidia-smi cannot attribute memory to a
+    process, the growth of GPU 0's used memory since ``baseline_mb`` (taken before the model
+    was loaded)."""
+    from edgeclf.bench_gpu import device_memory_used_mb, process_gpu_memory_mb
+
+    def measure() -> float | None:
+        own = process_gpu_memory_mb()
+        if own is not None:
+            return own
+        used = device_memory_used_mb()
+        return None if used is None or baseline_mb is None else round(used - baseline_mb, 1)
+
+    opened.gpu_memory_mb = measure                    # type: ignore[method-assign]
     return opened
 
 
@@ -254,14 +269,6 @@ def open_onnx_bare(job: dict) -> Opened:
                   imported_at=imported_at, keep=sess)
 
 
-def _gpu_opener(name: str) -> Callable[[dict], Opened]:
-    def opener(job: dict) -> Opened:
-        from edgeclf import bench_gpu
-
-        return getattr(bench_gpu, name)(job)
-    return opener
-
-
 RUNNERS: dict[str, Callable[[dict], Opened]] = {
     "predictor": open_predictor,
     "keras-predict": lambda job: open_keras(job, direct=False),
@@ -269,6 +276,4 @@ RUNNERS: dict[str, Callable[[dict], Opened]] = {
     "savedmodel": open_savedmodel,
     "tflite-xnnpack": open_tflite_xnnpack,
     "onnx-bare": open_onnx_bare,
-    "iobinding": _gpu_opener("open_iobinding"),
-    "cuda-graph": _gpu_opener("open_cuda_graph"),
 }

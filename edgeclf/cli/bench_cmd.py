@@ -9,7 +9,7 @@ import typer
 
 from edgeclf.errors import ConfigError
 
-from .common import console, err_console, handle_errors, next_step, print_json, table
+from .common import console, err_console, handle_errors, next_step, refresh_report, print_json, table
 
 
 def parse_ints(text: str | None, option: str) -> tuple[int, ...] | None:
@@ -101,6 +101,7 @@ def bench(
         result = run_bench(target, cfg, progress=lambda i, n, _what: update(i, n))
     out_dir = output or default_output(target)
     bench_json, png = save_bench(result, out_dir)
+    refresh_report(out_dir)
     if as_json:
         print_json(result.to_entry())
     else:

@@ -75,3 +75,11 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table
 
 def next_step(text: str) -> None:
     console.print(f"[dim]Next:[/] [bold]{text}[/]")
+
+
+def refresh_report(run_dir: Any) -> None:
+    """After a command changed a run, rewrite its ``report.html`` (stages never import the
+    report; a folder that is not a run is skipped, and a failure only logs a warning)."""
+    from edgeclf.report.html import refresh_report as refresh
+
+    refresh(run_dir)

@@ -8,8 +8,6 @@ from pathlib import Path
 import typer
 
 from edgeclf.data import DataReport, prepare_data
-from edgeclf.errors import RunError
-from edgeclf.fsutil import read_json, write_json
 from edgeclf.runtime.contract import Contract
 
 from .common import console, handle_errors, print_json, progress_bar, table
@@ -64,18 +62,9 @@ def relocate(run_dir: Path = typer.Argument(..., help="A run directory (with spl
     """Point a run trained elsewhere (e.g. on a GPU machine) at its dataset's folder here,
     so export calibration, parity and eval find the images; every file is checked against
     the sha256 split.json recorded."""
-    from edgeclf.data.split import relocate_split
-    from edgeclf.run import RunPaths
+    from edgeclf.data.split import relocate_run
 
-    paths = RunPaths(run_dir)
-    if not paths.split.is_file():
-        raise RunError(f"{run_dir} has no split.json")
-    split = relocate_split(paths.split, data_dir)
-    if paths.run_json.is_file():              # keep run.json's record of the dataset in step
-        meta = read_json(paths.run_json)
-        if isinstance(meta.get("dataset"), dict):
-            meta["dataset"]["root"] = str(split.root)
-            write_json(paths.run_json, meta)
+    split = relocate_run(run_dir, data_dir)
     n = len(split.train) + len(split.val) + len(split.test)
     console.print(f"{run_dir}: split.json now reads {n} images from {split.root} "
                   f"(all present{', sha256 verified' if split.sha256 else ''})")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
 import sys
 
 import typer
+
+from edgeclf.machine import distribution_version, package_version
 
 from .common import console, table
 
@@ -27,19 +28,11 @@ PACKAGES = ["numpy", "pillow", "keras", "tensorflow", "tensorflow-cpu", "jax", "
             "matplotlib", "typer", "rich"]
 
 
-def _version(pkg: str) -> str | None:
-    try:
-        return md.version(pkg)
-    except md.PackageNotFoundError:
-        return None
+_version = distribution_version     # the doctor lists each distribution as installed
 
 
 def _have(spec: str) -> bool:
-    alts = spec.split("|")
-    for a in alts:
-        if _version(a) or (a == "tensorflow" and _version("tensorflow-cpu")):
-            return True
-    return False
+    return any(package_version(a) for a in spec.split("|"))
 
 
 def _providers() -> list[str]:

@@ -13,7 +13,7 @@ from edgeclf.export.calibration import DEFAULT_CALIBRATION_SIZE
 from edgeclf.export.onnx import DEFAULT_OPSET
 from edgeclf.export.tflite import INT8_IO_TYPES
 
-from .common import console, err_console, handle_errors, next_step, table
+from .common import console, err_console, handle_errors, next_step, refresh_report, table
 
 FORMAT_HELP = f"{', '.join(FORMATS)} or all (repeatable)."
 QUANT_HELP = (f"{', '.join(QUANTIZATIONS)} (repeatable; none = float32). int8 is calibrated "
@@ -83,6 +83,7 @@ def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, i
             bar.update(task, completed=done, total=total, description=f"exporting {label}")
 
         result = export_run(run, config, progress=update)
+    refresh_report(run)
     print_result(result)
     if not result.ok:
         err_console.print("[bold red]Error:[/] some artifacts failed (see the table)")

@@ -12,7 +12,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 
 from edgeclf.errors import BudgetError
 
-from .common import console, err_console, handle_errors, next_step, print_json, table
+from .common import console, err_console, handle_errors, next_step, refresh_report, print_json, table
 
 #: Per-class rows printed by `eval` before switching to the worst classes only.
 MAX_CLASS_ROWS = 30
@@ -102,6 +102,7 @@ def _parity(run: Path = typer.Argument(..., help="Run directory (models/<name>).
         result = check_parity(run, split=split, max_images=max_images,
                               formats=_split_formats(formats), budgets=budgets,
                               batch_size=batch_size, progress=progress)
+    refresh_report(run)
     if as_json:
         print_json(result.to_dict())
     else:
@@ -164,6 +165,7 @@ def _eval(target: Path = typer.Argument(..., help="A run directory, or a model f
                           max_images=max_images, progress=progress)
     out_dir = out or default_out_dir(target)
     write_eval(result, out_dir)
+    refresh_report(out_dir)
     if as_json:
         print_json(result.to_dict())
     else:

@@ -10,7 +10,7 @@ import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn)
 
-from .common import console, err_console, handle_errors, next_step, table
+from .common import console, err_console, handle_errors, next_step, refresh_report, table
 
 _H = "Training"
 
@@ -156,6 +156,7 @@ def register(app: typer.Typer) -> None:
         if cfg.resume and cfg.data_dir is None:
             cfg = _with_saved_data_dir(cfg)
         result = train(cfg, progress=ProgressView())
+        refresh_report(result.run_dir)
         print_metrics(result)
         next_step(f"edgeclf export {result.run_dir} --format onnx")
 

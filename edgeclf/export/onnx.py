@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from edgeclf.errors import ExportError
 from edgeclf.runtime.metadata import onnx_props
 
-from .savedmodel import SIGNATURE
-from .utils import INPUT_NAME, OUTPUT_NAME, converter_versions
+from .savedmodel import SIGNATURE, traced_savedmodel
+from .utils import INPUT_NAME, OUTPUT_NAME, converter_versions, import_onnx
 
 if TYPE_CHECKING:
-    from .exporter import ExportContext
+    from .context import ExportContext
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,6 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 18
 ONNX_TOOLS = ("tf2onnx", "onnx", "onnxruntime", "keras", "tensorflow")
-
-
-def import_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise ExportError("ONNX export needs the onnx package: "
-                          "`pip install 'edgeclf[train]'`") from None
-    return onnx
 
 
 def import_tf2onnx() -> Any:
@@ -67,7 +58,7 @@ def convert_float_onnx(ctx: "ExportContext", path: Path) -> None:
         raise ExportError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} "
                           f"(tf2onnx + onnxruntime), got {ctx.opset}")
     raw = path.with_name(path.stem + ".raw.onnx")
-    saved_model = ctx.saved_model()
+    saved_model = traced_savedmodel(ctx)
     tf2onnx = import_tf2onnx()
     try:
         graph_def, inputs, outputs, renames = tf2onnx.tf_loader.from_saved_model(
@@ -165,12 +156,12 @@ def finish_onnx(src: Path, dst: Path, meta: dict, *, check: bool = True,
 def export_onnx(ctx: "ExportContext", path: Path, quantization: str) -> dict:
     """Write an ONNX artifact at ``path``; quantized variants start from the float graph."""
     if quantization == "none":
-        finish_onnx(ctx.float_onnx(), path, ctx.meta)
+        finish_onnx(float_onnx(ctx), path, ctx.meta)
         return converter_versions(*ONNX_TOOLS)
     from .onnx_quant import quantize_onnx
 
     quantized = ctx.work_dir / f"quantized.{quantization}.onnx"
-    options = quantize_onnx(ctx, ctx.float_onnx(), quantized, quantization)
+    options = quantize_onnx(ctx, float_onnx(ctx), quantized, quantization)
     finish_onnx(quantized, path, ctx.meta)
     quantized.unlink(missing_ok=True)
     return {**converter_versions(*ONNX_TOOLS), **options}
@@ -193,3 +184,12 @@ def describe_onnx(path: Path) -> tuple[list[dict], list[dict]]:
         return {"name": arg.name, "shape": shape, "dtype": dtype}
 
     return [one(a) for a in sess.get_inputs()], [one(a) for a in sess.get_outputs()]
+
+
+def float_onnx(ctx: "ExportContext") -> Path:
+    """The float32 ONNX graph, converted once per export (quantized ONNX starts from it)."""
+    def make() -> Path:
+        path = ctx.work_dir / "float32.onnx"
+        convert_float_onnx(ctx, path)
+        return path
+    return ctx.memo("onnx", make)

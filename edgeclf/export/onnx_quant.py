@@ -17,12 +17,12 @@ import numpy as np
 
 from edgeclf.errors import ExportError
 
-from .onnx import import_onnx
-from .utils import INPUT_NAME, cpu_flags, int8_speed_warning
+from .calibration import calibration_set
+from .utils import INPUT_NAME, cpu_flags, import_onnx, int8_speed_warning
 
 if TYPE_CHECKING:
     from .calibration import CalibrationSet
-    from .exporter import ExportContext
+    from .context import ExportContext
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def quantize_onnx(ctx: "ExportContext", src: Path, dst: Path, quantization: str)
     """Write the ``quantization`` variant of the float ONNX model ``src`` to ``dst``;
     return the options used (recorded in the manifest)."""
     if quantization == "int8":
-        return quantize_int8(src, dst, ctx.calibration(), ctx.work_dir)
+        return quantize_int8(src, dst, calibration_set(ctx), ctx.work_dir)
     if quantization == "dynamic":
         return quantize_dynamic(src, dst)
     if quantization == "float16":

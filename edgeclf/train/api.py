@@ -19,7 +19,6 @@ import numpy as np
 
 from edgeclf.errors import RunError
 from edgeclf.fsutil import write_json
-from edgeclf.report.html import refresh_report
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 from edgeclf.weights import weights_id
@@ -69,7 +68,6 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
                        "--overwrite to replace it, or another --name")
     with run_lock(paths):
         result = _train_locked(cfg, paths, progress)
-    refresh_report(paths.root)
     return result
 
 

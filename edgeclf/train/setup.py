@@ -9,9 +9,8 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from edgeclf.data import (DataReport, DecodeCache, Split, check_dataset, load_or
 from edgeclf.data.loader import BatchLoader
 from edgeclf.errors import ConfigError, DataError, RunError
 from edgeclf.fsutil import read_json, write_json, write_text
+from edgeclf.machine import distribution_version
 from edgeclf.run import RunPaths
 from edgeclf.runtime.contract import Contract
 
@@ -132,12 +132,10 @@ def class_weights(cfg: TrainConfig, data: RunData) -> np.ndarray | None:
 
 def versions() -> dict:
     out = {"python": platform.python_version(), "edgeclf": edgeclf.__version__}
-    for pkg in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "numpy", "pillow",
-                "h5py"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
+    for dist in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "numpy", "pillow",
+                 "h5py"):
+        if (version := distribution_version(dist)):
+            out[dist] = version
     return out
 
 

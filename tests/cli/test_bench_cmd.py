@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from edgeclf.bench import load_history
 from edgeclf.cli import app
 from edgeclf.run import RunPaths
-from tests.unit.test_bench_fixtures import make_bench_run, make_onnx
+from tests.fixtures.bench import make_bench_run, make_onnx
 
 QUICK = ["--batch-sizes", "1,2", "--threads", "1", "--runs", "3", "--warmup", "1",
          "--no-baselines", "--in-process"]

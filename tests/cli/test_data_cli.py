@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from edgeclf.cli import app
-from tests import imagefactory as mk
+from tests.fixtures import images as mk
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ from edgeclf.cli import app
 from edgeclf.evaluate import evaluate
 from edgeclf.fsutil import read_json
 from edgeclf.runtime.manifest import load_manifest, verify_artifact
-from tests.unit.test_parity_support import add_broken_onnx, copy_run, make_exported_run
+from tests.fixtures.parity import add_broken_onnx, copy_run, make_exported_run
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from edgeclf.cli import app
 from edgeclf.runtime import Predictor
-from tests.unit.test_runtime_models import build_onnx, solid
+from tests.fixtures.onnx_models import build_onnx, solid
 
 pytest.importorskip("onnxruntime")
 runner = CliRunner()

@@ -14,7 +14,7 @@ from edgeclf.runtime.contract import Contract
 from edgeclf.runtime.manifest import sha256_file
 from edgeclf.runtime.metadata import build_metadata, embed_tflite, write_savedmodel_assets
 
-from .test_bench_fixtures import LABELS, SIZE
+from tests.fixtures.bench import LABELS, SIZE
 
 pytest.importorskip("tensorflow")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -17,7 +17,7 @@ from edgeclf.runtime.manifest import load_manifest, verify_artifact
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from tests.runs import make_trained_run
+    from tests.fixtures.runs import make_trained_run
 
     return make_trained_run(tmp_path_factory.mktemp("tiny"), backbone="tiny", image_size=32,
                             per_class=8, epochs=6)
@@ -129,7 +129,7 @@ def test_mixed_precision_checkpoint_is_exported_in_float32(tmp_path):
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        from tests.runs import build_model
+        from tests.fixtures.runs import build_model
 
         model = build_model("tiny", 32, 3)
     finally:
@@ -239,7 +239,7 @@ import os, sys
 os.environ["KERAS_BACKEND"] = "jax"
 import keras, numpy as np
 sys.path.insert(0, sys.argv[2])
-from tests.runs import build_model
+from tests.fixtures.runs import build_model
 assert keras.backend.backend() == "jax"
 model = build_model("tiny", 32, 5, seed=1)
 model.save(sys.argv[1])

@@ -12,7 +12,7 @@ from PIL import Image
 from edgeclf.runtime import (Contract, DeviceError, ImageError, ModelError, Predictor,
                              preprocess_batch, to_probabilities)
 
-from .test_runtime_models import CLASSES, SIZE, build_onnx, expected, solid
+from tests.fixtures.onnx_models import CLASSES, SIZE, build_onnx, expected, solid
 
 ort = pytest.importorskip("onnxruntime")
 RED, GREEN, BLUE = (240, 20, 20), (20, 240, 20), (20, 20, 240)
@@ -223,7 +223,7 @@ def test_threads_and_close(model):
 @pytest.mark.parametrize("kind", ["text", "empty", "truncated", "one_pixel", "bomb", "missing",
                                   "rgba", "cmyk", "png16", "palette"])
 def test_bad_and_awkward_files_through_the_predictor(predictor, tmp_path, kind):
-    from .test_preprocess_bad_input import _unusable
+    from tests.fixtures.bad_images import unusable_image
 
     usable = {"rgba": ("RGBA", (250, 0, 0, 255), "png"), "cmyk": ("CMYK", (0, 255, 255, 0), "jpg"),
               "palette": ("P", None, "png"), "png16": ("I;16", None, "png")}
@@ -244,7 +244,7 @@ def test_bad_and_awkward_files_through_the_predictor(predictor, tmp_path, kind):
         pred = predictor.predict(path)[0]
         assert pred.ok and pred.label == {"rgba": "red", "cmyk": "red", "palette": "blue"}[kind]
         return
-    path = _unusable(tmp_path, kind)
+    path = unusable_image(tmp_path, kind)
     with pytest.raises(ImageError) as info:
         predictor.predict(path)
     assert str(path) in str(info.value)
