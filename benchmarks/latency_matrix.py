@@ -284,7 +284,8 @@ def main(argv: list[str]) -> int:
         batch_sizes=ints(args.batch_sizes) if args.batch_sizes else
         (GPU_BATCHES if gpu else (1, 8, 32)),
         threads=None if gpu else ints(args.threads), formats=("onnx",) if gpu else None,
-        baselines=not gpu, labels=str(args.labels) if args.labels else None,
+        baselines=not gpu, exhaustive=not gpu,    # the Keras baselines too
+        labels=str(args.labels) if args.labels else None,
         gpu_modes=("numpy", "iobinding") + (("cuda-graph",) if args.cuda_graph else ()))
     entry = run_bench(paths.root, cfg, progress=lambda i, n, what: print(
         f"[{i}/{n}] {what}", file=sys.stderr, flush=True))

@@ -30,6 +30,7 @@ class ExportContext:
     int8_io: str
     calibration_size: int
     seed: int
+    ort_web: str | None = None          # onnxruntime-web tarball or folder (format web)
     _memo: dict = field(default_factory=dict)
 
     def memo(self, key: str, make: Callable[[], T]) -> T:

@@ -51,6 +51,7 @@ class ExportConfig:
     calibration_size: int = DEFAULT_CALIBRATION_SIZE
     seed: int = 0
     int8_io: str = "uint8"              # int8 TFLite input/output type: uint8 | int8
+    ort_web: str | None = None          # onnxruntime-web tarball or folder (format web)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,10 @@ def plan_jobs(formats: tuple[str, ...] | list[str],
         raise ConfigError(f"unknown format {bad_f or formats!r}; choose from "
                           f"{', '.join(FORMATS)} or all")
     jobs: list[tuple[str, str]] = []
-    for fmt in (FORMATS if "all" in formats else dict.fromkeys(formats)):
+    named = [f for f in formats if f != "all"]
+    if "all" in formats:
+        named = [f for f, spec in FORMATS.items() if spec.in_all] + named
+    for fmt in dict.fromkeys(named):
         spec = FORMATS[fmt]
         for q in dict.fromkeys(quantizations):
             if q in spec.quantizations:
@@ -197,7 +201,8 @@ def export_run(run_dir: str | Path, config: ExportConfig = ExportConfig(), *,
             ctx = ExportContext(model=model, size=size, meta=meta, contract=contract,
                                 work_dir=Path(work), split_path=paths.split,
                                 opset=config.opset, int8_io=config.int8_io,
-                                calibration_size=config.calibration_size, seed=config.seed)
+                                calibration_size=config.calibration_size, seed=config.seed,
+                                ort_web=config.ort_web)
             rows = []
             for i, (fmt, q) in enumerate(jobs):
                 if progress:

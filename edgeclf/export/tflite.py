@@ -8,7 +8,11 @@ input/output: with the 0..255 input, uint8 input has scale 1 and zero point 0 (r
 are the input).
 The dynamic and int8 models are then re-serialized with each distinct quantization vector
 stored once (``tflite_compact``: lossless; the per-channel zero points are all zeros).
-The edgeclf metadata is appended as a zip (``edgeclf.runtime.metadata.embed_tflite``).
+Standard TFLite Metadata is then added to the flatbuffer (``tflite_metadata``: what
+MediaPipe Tasks reads) and the associated files (``labels.txt``, ``edgeclf.json``) are
+appended as one zip (``edgeclf.runtime.metadata.embed_tflite``). Where the metadata cannot
+be written, the artifact is the plain model with the zip, and the reason is logged and
+recorded in the manifest entry (``converter.tflite_metadata``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .calibration import calibration_set
 from .savedmodel import SIGNATURE, traced_savedmodel
 from .tflite_compact import COMPACTED, compact_tflite
 from .tflite_int8 import quantize_int8
+from .tflite_metadata import add_metadata
 from .utils import converter_versions, interpreter_class  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
@@ -88,6 +93,14 @@ def export_tflite(ctx: "ExportContext", path: Path, quantization: str) -> dict:
             options["compacted"] = compacted
     if quantization == "int8":
         check_int8_input(flatbuffer, ctx.int8_io)
+    with_metadata, reason = add_metadata(flatbuffer, ctx.meta)
+    if with_metadata is None:
+        log.warning("%s: standard TFLite metadata not written (%s); the model keeps edgeclf's "
+                    "labels and contract in its appended zip only", path.name, reason)
+        options["tflite_metadata"] = {"written": False, "reason": reason}
+    else:
+        flatbuffer = with_metadata
+        options["tflite_metadata"] = {"written": True}
     path.write_bytes(flatbuffer)
     embed_tflite(path, ctx.meta)
     return {**converter_versions(*TFLITE_TOOLS), **options}

@@ -294,17 +294,23 @@ class Predictor:
         result = preprocess_batch(items, self.contract, threads=self.threads)
         if strict and result.errors:
             raise result.errors[0][1]
+        return self.predictions(items, result, top_k)
+
+    def predictions(self, items: list, result: BatchResult, top_k: int, *,
+                    first: int = 0) -> list[Prediction]:
+        """Run a preprocessed batch: one :class:`Prediction` per item of ``items`` (those in
+        ``result.errors`` carry their error), indexed from ``first``."""
         probs = self.run(result.array) if result.ok else None
         out: list[Prediction | None] = [None] * len(items)
         k = min(top_k, len(self.labels))
         for row, i in enumerate(result.ok):
             p = probs[row]
             top = np.argsort(-p, kind="stable")[:k]
-            out[i] = Prediction(i, _source_name(items[i]),
+            out[i] = Prediction(first + i, _source_name(items[i]),
                                 tuple(self.labels[c] for c in top),
                                 tuple(float(p[c]) for c in top), tuple(int(c) for c in top))
         for i, err in result.errors:
-            out[i] = Prediction(i, _source_name(items[i]), error=err)
+            out[i] = Prediction(first + i, _source_name(items[i]), error=err)
         return out  # type: ignore[return-value]
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -168,18 +168,18 @@ def test_cli_exports_onnx_and_records_it(run_copy):
     assert entry["converter"]["tf2onnx"] and entry["export_seconds"] > 0
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--format", "savedmodel", "--quantize", "int8"], "does not support"),
-    (["--format", "pytorch"], "unknown format"),
-    (["--checkpoint", "missing.keras"], "neither best, last"),
+@pytest.mark.parametrize("args,message,code", [
+    (["--format", "savedmodel", "--quantize", "int8"], "does not support", 2),  # bad usage
+    (["--format", "pytorch"], "unknown format", 2),
+    (["--checkpoint", "missing.keras"], "neither best, last", 1),               # a failure
 ])
-def test_cli_bad_input_is_an_error_line_and_exit_1(run_copy, args, message):
+def test_cli_bad_input_is_an_error_line_and_exit_code(run_copy, args, message, code):
     from typer.testing import CliRunner
 
     from edgeclf.cli import app
 
     res = CliRunner().invoke(app, ["export", str(run_copy), *args])
-    assert res.exit_code == 1
+    assert res.exit_code == code
     assert "Error:" in res.output and message in res.output.replace("\n", " ")
 
 
