@@ -27,7 +27,7 @@ from edgeclf.cli import app
 from edgeclf.cli.common import shown
 from edgeclf.fsutil import read_json
 from tests.conftest import ROOT
-from tests.imagefactory import rgb
+from tests.fixtures.images import rgb
 
 CLASSES = ["dogs[red] [bold]x[",                    # + "/]a.png": the path holds "[/]"
            "-كلب 🐶 :cat: \x1b[31m [link=file:etc]",  # "-", RTL, emoji, ESC, a link tag
@@ -239,3 +239,13 @@ def test_errors_escape_their_text_and_bad_usage_exits_2(world):
     result = _invoke("parity", world["run"], "--budget", "int8=[red]2")
     assert result.exit_code == 2 and "int8=[red]2" in result.output
     assert _invoke("parity", world["run"], "--no-such-option").exit_code == 2
+
+
+def test_bench_a_model_file_with_a_markup_name(world, foreign):
+    out = world["base"] / "bench [red]"
+    result = _invoke("bench", foreign["model"], "--labels", foreign["markup_labels"],
+                     "--output", out, "--batch-sizes", "1", "--threads", "1", "--runs", "2",
+                     "--warmup", "1", "--no-baselines", "--in-process")
+    assert result.exit_code == 0, result.output
+    _has_all(result.stdout, [foreign["model"].name])
+    _has_all(result.stderr, [foreign["model"].name, out / "bench.json"])
