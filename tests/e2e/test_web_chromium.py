@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgeclf.export import ExportConfig, export_run
 from edgeclf.runtime import Predictor
-from tests.webharness import PageCase, find_chromium, run_page
+from tests.fixtures.webharness import PageCase, find_chromium, run_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
