@@ -120,6 +120,8 @@ def test_train_prints_names_and_each_stage_once(world):
     assert len(re.findall(r"^> decoding ", out, re.M)) == 1
     assert "INFO" not in out
     assert read_json(world["run"] / "run.json")["classes"] == sorted(CLASSES)
+    smallest = read_json(world["run"] / "metrics.json")["test"].get("min_recall_class")
+    assert smallest is None or f"({shown(smallest)})" in out
 
 
 def test_export_and_parity_through_a_pipe_are_quiet_and_unwrapped(world):
