@@ -10,7 +10,8 @@ import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn)
 
-from .common import console, err_console, handle_errors, next_step, table
+from .common import (JsonOption, comma_list, console, err_console, esc, handle_errors, next_step,
+                     print_json, refresh_report, table)
 
 _H = "Training"
 
@@ -30,7 +31,7 @@ class ProgressView:
 
     def __call__(self, ev) -> None:  # noqa: ANN001 - edgeclf.train.ProgressEvent
         if ev.kind == "stage":
-            err_console.print(f"[cyan]>[/] {ev.message}", highlight=False)
+            err_console.print(f"[cyan]>[/] {esc(ev.message)}", highlight=False, soft_wrap=True)
         elif ev.kind == "epoch_start":
             self.bar.start()
             self.task = self.bar.add_task(f"phase {ev.phase} epoch {ev.epoch}/{ev.epochs}",
@@ -74,10 +75,15 @@ def print_metrics(result) -> None:  # noqa: ANN001 - edgeclf.train.TrainResult
         return "n/a" if x is None else f"{100 * x:.2f}%"
 
     console.print(f"[bold]test accuracy {pct(test['accuracy'])}[/]  top-5 "
-                  f"{pct(test['top5'])}  val accuracy {pct(val['accuracy'])}  "
+                  f"{pct(test['top5'])}  macro F1 {pct(test.get('macro_f1'))}  smallest "
+                  f"recall {pct(test.get('min_recall'))} ({test.get('min_recall_class')})  "
+                  f"val accuracy {pct(val['accuracy'])}  "
                   f"(best epoch {m['best_epoch']}, phase {m['best_phase']}; "
                   f"{m['train_seconds']:.0f}s training, {m['images_per_second']:.0f} img/s)")
-    console.print(f"run: {result.run_dir}")
+    if m.get("strategy"):
+        console.print(f"strategy {esc(m['strategy'])}: {esc(m.get('strategy_reason', ''))}",
+                      highlight=False)
+    console.print(f"run: {esc(result.run_dir)}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -97,7 +103,11 @@ def register(app: typer.Typer) -> None:
         weights: Optional[str] = _opt(None, "--weights", "-w", help="imagenet | none | PATH "
                                       "to an official Keras weights .h5 (default: imagenet)."),
         image_size: Optional[int] = _opt(None, "--image-size", help="Input size (default: backbone's)."),
-        strategy: Optional[str] = _opt(None, "--strategy", help="fine-tune | linear-probe."),
+        strategy: Optional[str] = _opt(None, "--strategy", help="auto (default: the best "
+                                       "path that fits --time-budget, printed with its "
+                                       "reason) | fine-tune | linear-probe | cut-fine-tune."),
+        time_budget: Optional[str] = _opt(None, "--time-budget", help="Wall-time budget "
+                                          "auto plans for: 600, 90s, 10m, 1h (default 10m)."),
         head: Optional[str] = _opt(None, "--head", help="linear | mlp (default: linear)."),
         dropout: Optional[float] = _opt(None, "--dropout", help="Head dropout."),
         epochs: Optional[int] = _opt(None, "--epochs", "-e", help="Phase 1 epochs."),
@@ -116,7 +126,9 @@ def register(app: typer.Typer) -> None:
         schedule: Optional[str] = _opt(None, "--schedule", help="cosine | constant."),
         warmup_epochs: Optional[float] = _opt(None, "--warmup-epochs"),
         label_smoothing: Optional[float] = _opt(None, "--label-smoothing"),
-        class_weights: Optional[str] = _opt(None, "--class-weights", help="none | balanced."),
+        class_weights: Optional[str] = _opt(None, "--class-weights", help="auto (balanced "
+                                            "when classes are >= 2x imbalanced) | none | "
+                                            "balanced."),
         augment: Optional[bool] = _opt(None, "--augment/--no-augment", panel="Augmentation"),
         rotation: Optional[float] = _opt(None, "--rotation", help="Degrees.",
                                          panel="Augmentation"),
@@ -125,7 +137,10 @@ def register(app: typer.Typer) -> None:
         shear: Optional[float] = _opt(None, "--shear", help="Degrees.", panel="Augmentation"),
         zoom: Optional[float] = _opt(None, "--zoom", panel="Augmentation"),
         channel_shift: Optional[float] = _opt(None, "--channel-shift", panel="Augmentation"),
-        horizontal_flip: Optional[bool] = _opt(None, "--flip/--no-flip", panel="Augmentation"),
+        horizontal_flip: Optional[bool] = _opt(None, "--horizontal-flip/--no-horizontal-flip",
+                                               "--flip/--no-flip", help="Mirrored images: "
+                                               "augmentation, and extra rows for the head "
+                                               "on cached features.", panel="Augmentation"),
         patience: Optional[int] = _opt(None, "--patience", help="Early stopping (0: off)."),
         split: Optional[str] = _opt(None, "--split", help="train,val,test (default: 70,20,10)."),
         seed: Optional[int] = _opt(None, "--seed"),
@@ -135,17 +150,23 @@ def register(app: typer.Typer) -> None:
                                               "float16.", panel="Runtime"),
         workers: Optional[int] = _opt(None, "--workers", help="Loader threads.",
                                       panel="Runtime"),
+        cache_budget: Optional[str] = _opt(None, "--cache-budget", help="Most disk the "
+                                           "decode cache may take (500M, 20G; 0: stream) "
+                                           "[$EDGECLF_CACHE_BUDGET or no cap].",
+                                           panel="Runtime"),
         steps_per_epoch: Optional[int] = _opt(None, "--steps-per-epoch", panel="Runtime"),
         resume: bool = typer.Option(False, "--resume", help="Continue the run from its last "
                                     "completed epoch.", rich_help_panel="Runtime"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run.",
                                        rich_help_panel="Runtime"),
+        as_json: JsonOption = False,
     ) -> None:
         """Fine-tune a pretrained backbone on DATA_DIR; writes models/<name>/."""
-        flags = {k: v for k, v in locals().items() if k not in ("config",) and v is not None}
+        flags = {k: v for k, v in locals().items()
+                 if k not in ("config", "as_json") and v is not None}
         flags["data_dir"] = str(data_dir) if data_dir else None
         if ensemble:
-            flags["ensemble"] = tuple(s.strip() for s in ensemble.split(",") if s.strip())
+            flags["ensemble"] = comma_list(ensemble) or ()
         if backend:
             os.environ["KERAS_BACKEND"] = backend       # before Keras is imported
         from edgeclf.train import TrainConfig, train
@@ -156,7 +177,11 @@ def register(app: typer.Typer) -> None:
         if cfg.resume and cfg.data_dir is None:
             cfg = _with_saved_data_dir(cfg)
         result = train(cfg, progress=ProgressView())
-        print_metrics(result)
+        refresh_report(result.run_dir)
+        if as_json:
+            print_json({"run_dir": str(result.run_dir), "metrics": result.metrics})
+        else:
+            print_metrics(result)
         next_step(f"edgeclf export {result.run_dir} --format onnx")
 
 

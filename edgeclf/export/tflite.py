@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING, Any
 from edgeclf.errors import ExportError
 from edgeclf.runtime.metadata import embed_tflite
 
-from .savedmodel import SIGNATURE
+from .calibration import calibration_set
+from .savedmodel import SIGNATURE, traced_savedmodel
 from .tflite_compact import COMPACTED, compact_tflite
 from .tflite_int8 import quantize_int8
 from .tflite_metadata import add_metadata
-from .utils import converter_versions
+from .utils import converter_versions, interpreter_class  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
-    from .exporter import ExportContext
+    from .context import ExportContext
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def make_converter(ctx: "ExportContext", quantization: str) -> Any:
     """A TFLiteConverter configured for ``quantization``."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(ctx.saved_model()),
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(traced_savedmodel(ctx)),
                                                          signature_keys=[SIGNATURE])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization == "none":
@@ -52,7 +53,7 @@ def make_converter(ctx: "ExportContext", quantization: str) -> Any:
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif quantization == "int8":
-        calibration = ctx.calibration()
+        calibration = calibration_set(ctx)
         io_type = {"uint8": tf.uint8, "int8": tf.int8}[ctx.int8_io]
 
         def representative():
@@ -78,7 +79,7 @@ def export_tflite(ctx: "ExportContext", path: Path, quantization: str) -> dict:
     try:
         if quantization == "int8":
             flatbuffer, record = quantize_int8(
-                converter, ctx.calibration().images, converter.inference_input_type,
+                converter, calibration_set(ctx).images, converter.inference_input_type,
                 seed=ctx.seed)
             options = {"int8_io": ctx.int8_io, "int8_ranges": record}
         else:
@@ -103,17 +104,6 @@ def export_tflite(ctx: "ExportContext", path: Path, quantization: str) -> dict:
     path.write_bytes(flatbuffer)
     embed_tflite(path, ctx.meta)
     return {**converter_versions(*TFLITE_TOOLS), **options}
-
-
-def interpreter_class() -> Any:
-    """LiteRT's Interpreter, or TensorFlow's where ai-edge-litert is not installed."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    return Interpreter
 
 
 def _interpreter(model: bytes | Path) -> Any:

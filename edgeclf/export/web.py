@@ -22,7 +22,7 @@ from .onnx import describe_onnx, export_onnx
 from .ort_web import ORT_WEB_FILES, ORT_WEB_VERSION, find_ort_web
 
 if TYPE_CHECKING:
-    from .exporter import ExportContext
+    from .context import ExportContext
 
 ASSETS = Path(__file__).with_name("web_assets")
 PAGE_FILES = ("index.html", "edgeclf.mjs")

@@ -9,22 +9,23 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 import edgeclf
-from edgeclf.data import (DataReport, DecodeCache, Split, check_dataset, load_or_build,
-                          make_split, parse_fractions, require_trainable, scan_dataset)
+from edgeclf.data import (CacheError, DataReport, DecodeCache, Split, check_dataset,
+                          load_or_build, make_split, parse_fractions, require_trainable,
+                          resolve_budget, scan_dataset)
 from edgeclf.data.loader import BatchLoader
 from edgeclf.errors import ConfigError, DataError, RunError
 from edgeclf.fsutil import read_json, write_json, write_text
+from edgeclf.machine import distribution_version
 from edgeclf.run import RunPaths
 from edgeclf.runtime.contract import Contract
 
-from .config import TrainConfig
+from .config import IMBALANCE_RATIO, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,8 @@ def prepare(cfg: TrainConfig, contract: Contract, split_file: Path | None,
     """Scan + decode cache + report + split (read from ``split_file`` when resuming)."""
     if not cfg.data_dir:
         raise ConfigError("no dataset folder given (DATA_DIR or data_dir in the config)")
-    dataset = scan_dataset(cfg.data_dir)
-    cache = load_or_build(dataset, contract, workers=cfg.workers, progress=progress)
+    dataset = scan_dataset(cfg.data_dir, workers=cfg.workers)
+    cache = open_cache(cfg, dataset, contract, progress)
     report = check_dataset(dataset, cache)
     require_trainable(report)
     if split_file is not None and split_file.is_file():
@@ -107,6 +108,27 @@ def prepare(cfg: TrainConfig, contract: Contract, split_file: Path | None,
                    report=report, split=split, rows=rows, labels=labels)
 
 
+def open_cache(cfg: TrainConfig, dataset: Any, contract: Contract,
+               progress: Callable[[int, int], None] | None) -> DecodeCache:
+    """The decode cache, or streamed images when it is over budget or cannot be written
+    (a full or read-only disk: the error is logged and training streams)."""
+    budget = resolve_budget(cfg.cache_budget)
+    try:
+        cache = load_or_build(dataset, contract, workers=cfg.workers, progress=progress,
+                              budget=budget)
+    except CacheError as e:
+        log.warning("%s; training streams the images instead", e)
+        cache = load_or_build(dataset, contract, workers=cfg.workers, progress=progress,
+                              budget=0)
+    if cache.streaming:
+        n, workers = int(cache.ok.sum()), cfg.workers or os.cpu_count() or 1
+        cost = (f"about {n / cache.decode_rate / workers:.0f}s of decoding per epoch on "
+                f"{workers} worker(s)" if cache.decode_rate else "a decode per image per epoch")
+        log.warning("streaming %d images (%s): %s", n,
+                    cache.plan.reason if cache.plan else "no cache", cost)
+    return cache
+
+
 def make_loaders(cfg: TrainConfig, data: RunData, batch_size: int,
                  augment: bool) -> tuple[BatchLoader, BatchLoader, BatchLoader]:
     images = data.cache.images
@@ -122,34 +144,41 @@ def make_loaders(cfg: TrainConfig, data: RunData, batch_size: int,
 
 
 def class_weights(cfg: TrainConfig, data: RunData) -> np.ndarray | None:
-    """``balanced``: n / (C * n_c) per class, so every class weighs the same in the loss."""
+    """``balanced``: n / (C * n_c) per class, so every class weighs the same in the loss;
+    ``auto``: balanced when the largest training class has :data:`IMBALANCE_RATIO` times
+    the images of the smallest (logged), none otherwise."""
     if cfg.class_weights == "none":
         return None
     counts = np.bincount(data.labels["train"], minlength=len(data.classes)).astype(np.float64)
+    if cfg.class_weights == "auto":
+        ratio = counts.max() / max(counts.min(), 1)
+        if ratio < IMBALANCE_RATIO:
+            return None
+        log.warning("classes are imbalanced (largest/smallest training class %.1fx >= %.1fx):"
+                    " balanced class weights (--class-weights none to turn off)", ratio,
+                    IMBALANCE_RATIO)
     weights = len(data.labels["train"]) / (len(counts) * np.maximum(counts, 1))
     return weights.astype(np.float32)
 
 
 def versions() -> dict:
     out = {"python": platform.python_version(), "edgeclf": edgeclf.__version__}
-    for pkg in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "numpy", "pillow",
-                "h5py"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
+    for dist in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "numpy", "pillow",
+                 "h5py"):
+        if (version := distribution_version(dist)):
+            out[dist] = version
     return out
 
 
 def write_run_files(paths: RunPaths, cfg: TrainConfig, data: RunData,
-                    contract: Contract) -> None:
+                    contract: Contract, extra: dict | None = None) -> None:
     run = {"name": cfg.name, "edgeclf_version": edgeclf.__version__,
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "backend": cfg.backend, "backbone": cfg.backbone,
            "image_size": cfg.image_size, "preprocessing": contract.to_dict(),
            "classes": list(data.classes),
            "dataset": {"root": str(data.root), "fingerprint": data.fingerprint},
-           "config": cfg.to_dict(), "versions": versions()}
+           "config": cfg.to_dict(), "versions": versions(), **(extra or {})}
     write_json(paths.run_json, run)
     write_text(paths.labels, "".join(f"{c}\n" for c in data.classes))
     data.split.write(paths.split)
@@ -166,9 +195,10 @@ def resume_config(paths: RunPaths, cfg: TrainConfig) -> TrainConfig:
     defaults = TrainConfig(data_dir=cfg.data_dir, out=cfg.out, name=cfg.name,
                            backend=cfg.backend).resolve().to_dict()
     changed = [k for k, v in cfg.to_dict().items() if k in saved and saved[k] != v
-               and v != defaults.get(k) and k not in ("workers", "data_dir")]
+               and v != defaults.get(k) and k not in ("workers", "data_dir", "cache_budget")]
     if changed:
         log.warning("--resume continues %s with its saved config; ignoring changed "
                     "option(s): %s", paths.root, ", ".join(changed))
     return dataclasses.replace(resumed, resume=True, workers=cfg.workers,
+                               cache_budget=cfg.cache_budget,
                                data_dir=cfg.data_dir or resumed.data_dir)
