@@ -5,7 +5,7 @@ one run, plus their agreement.
     python benchmarks/web_latency.py --out benchmarks/results/web-latency-DATE
     python benchmarks/web_latency.py --run models/flowers        # an existing run
 
-Without ``--run`` a MobileNetV2 (alpha 0.35, as tests/runs.py builds it) at 224 px (``weights=None``, trained one epoch on a few
+Without ``--run`` a MobileNetV2 (alpha 0.35, as tests/fixtures/runs.py builds it) at 224 px (``weights=None``, trained one epoch on a few
 flower photos: latency does not depend on the weights) is built in a temporary folder.
 The page runs onnxruntime-web on one thread (a static server sends no cross-origin
 isolation headers, so wasm threads are off); the Python predictor is timed with 1 thread
@@ -79,14 +79,14 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgeclf.export import ExportConfig, export_run
-    from tests.webharness import run_page
+    from tests.fixtures.webharness import run_page
 
     per_class = max(1, args.images // len(CLASSES))
     photos = [p for c in CLASSES for p in sorted((args.data / c).glob("*.jpg"))[-per_class:]]
     with tempfile.TemporaryDirectory(prefix="edgeclf-web-bench-") as tmp:
         run = args.run
         if run is None:
-            from tests.runs import make_trained_run
+            from tests.fixtures.runs import make_trained_run
 
             run = make_trained_run(tmp, backbone="mobilenetv2", image_size=224,
                                    data_dir=args.data, per_class=4, epochs=1).root
@@ -108,7 +108,7 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "machine": {**machine(), "loadavg_before_browser": load0},
-        "model": {"run": str(args.run or "built: MobileNetV2 alpha 0.35 (tests/runs.py), 224 px, weights=None"),
+        "model": {"run": str(args.run or "built: MobileNetV2 alpha 0.35 (tests/fixtures/runs.py), 224 px, weights=None"),
                   "onnx_bytes": model_bytes},
         "photos": len(photos),
         "browser": {"model_load_ms": round(report["load_ms"], 1),
