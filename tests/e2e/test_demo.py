@@ -9,18 +9,26 @@ from edgeclf.run import RunPaths
 from tests.fixtures import images as mk
 
 
-def test_demo_runs_every_stage_on_generated_data(tmp_path):
-    cfg = DemoConfig(out=tmp_path, per_class=12, image_size=32, epochs=2,
-                     formats=("onnx",), quantizations=("none",), bench_runs=3)
+def test_demo_learns_its_task_and_every_artifact_passes_parity(tmp_path):
+    """The demo's own task and training (600 images per class, 8 epochs), ONNX only: the
+    network trained from scratch learns it and every artifact, int8 included, passes parity.
+    Smaller versions were measured and are not stable enough for CI: 200 per class reached
+    0.85-0.89 with an int8 breach in one of two runs, 400 per class for 6 epochs 0.887."""
+    cfg = DemoConfig(out=tmp_path, formats=("onnx",), quantizations=("none", "int8"),
+                     bench_runs=3)
     result = run_demo(cfg)
     assert [s.name for s in result.stages] == ["data", "train", "export", "parity", "bench",
                                                "predict", "report"]
     assert result.ok, [(s.name, s.status, s.summary) for s in result.stages]
     paths = RunPaths(tmp_path / "demo")
-    manifest = json.loads(paths.manifest.read_text())
-    assert [a["file"] for a in manifest["artifacts"]] == ["model.onnx"]
-    assert json.loads(paths.parity.read_text())["artifacts"][0]["agreement"] == 1.0
+    test = json.loads(paths.metrics.read_text())["test"]
+    assert test["accuracy"] >= 0.9 and test["n"] == 450, test
+    parity = json.loads(paths.parity.read_text())["artifacts"]
+    assert sorted(a["quantization"] for a in parity) == ["int8", "none"]
+    assert all(a["passed"] for a in parity), [(a["file"], a["breaches"]) for a in parity]
     assert json.loads(paths.bench_json.read_text())["runs"][0]["results"]
+    predict = result.stages[5].summary
+    assert int(predict.split("/")[0]) >= 4, predict          # one test image per class
     assert "Parity" in paths.report_html.read_text()
 
 
