@@ -68,18 +68,19 @@ def choose_plan(cfg: TrainConfig, model: Any, data: RunData, *, elapsed: float,
                           unfreeze=cfg.unfreeze), {}
     engines: dict[str, Engine] = {}
     first: dict = {}
+    spent = [0.0]
     weights_before = model.get_weights()
 
     def costs(k: int) -> CutCost | None:
         if k >= len(cuts):
             return None
+        t0 = time.perf_counter()
         cm = split_at(model, cuts[k])
         sample = _sample(data, 16)
         acts = np.asarray(cm.bottom.predict_on_batch(sample[:4]), np.float32)
         batch = np.repeat(acts, 4, axis=0)[:16]
         fwd = _per_image(lambda: cm.top.predict_on_batch(batch), len(batch))
         if k == 0:
-            t0 = time.perf_counter()
             engine = fastest_engine(cm.bottom, sample[:CHECK_IMAGES])
             engines[cuts[k]] = engine
             first.update(convert=time.perf_counter() - t0,
@@ -91,7 +92,9 @@ def choose_plan(cfg: TrainConfig, model: Any, data: RunData, *, elapsed: float,
         y = one_hot(np.zeros(len(batch), np.int64), len(data.classes))
         step = _per_image(lambda: cm.top.train_on_batch(batch, y), len(batch))
         model.set_weights(weights_before)
-        return CutCost(cut=cuts[k], bottom=bottom, step=step, forward=fwd, fixed=fixed)
+        spent[0] += time.perf_counter() - t0       # measuring is part of the budget
+        return CutCost(cut=cuts[k], bottom=bottom, step=step, forward=fwd,
+                       fixed=fixed + spent[0])
 
     t0 = time.perf_counter()
     plan = plan_auto(head=cfg.head, pretrained=str(cfg.weights).lower() != "none",

@@ -78,34 +78,28 @@ def test_cut_fine_tune_trains_one_keras_model_and_resumes(shapes_dir, tmp_path, 
     assert {"min_recall", "macro_f1", "mean_recall"} <= set(m["test"])
 
 
-def test_linear_probe_adds_mirrored_rows_unless_told_not_to(shapes_dir, tmp_path, cache_dir,
-                                                            weights):
-    common = dict(data_dir=str(shapes_dir), out=str(tmp_path), strategy="linear-probe",
+def test_probe_mirrors_rows_unless_told_not_to_and_one_image_classes_train(
+        shapes_dir, tmp_path, cache_dir, weights):
+    data = tmp_path / "data"
+    shutil.copytree(shapes_dir, data)
+    lonely = sorted(p for p in data.iterdir() if p.is_dir())[0]
+    for f in sorted(lonely.iterdir())[1:]:
+        f.unlink()
+    common = dict(data_dir=str(data), out=str(tmp_path), strategy="linear-probe",
                   weights=weights, **TINY)
-    flip = train(TrainConfig(name="flip", **common)).metrics
+    events = []
+    flip = train(TrainConfig(name="flip", **common), progress=events.append).metrics
     plain = train(TrainConfig(name="plain", horizontal_flip=False, **common)).metrics
     n_train = len(json.loads(RunPaths(tmp_path / "flip").split.read_text())["train"])
     assert flip["convex_head"]["train_rows"] == 2 * n_train
     assert plain["convex_head"]["train_rows"] == n_train
     assert flip["engines"]["features"]["max_abs_diff_vs_keras"] <= 1e-3
     assert flip["strategy"] == "linear-probe" and flip["test"]["accuracy"] > 0.5
-
-
-def test_one_image_in_a_class_still_trains_and_is_flagged(shapes_dir, tmp_path, cache_dir,
-                                                         weights):
-    data = tmp_path / "data"
-    shutil.copytree(shapes_dir, data)
-    lonely = sorted(p for p in data.iterdir() if p.is_dir())[0]
-    for f in sorted(lonely.iterdir())[1:]:
-        f.unlink()
-    events = []
-    result = train(TrainConfig(data_dir=str(data), out=str(tmp_path), name="one",
-                               strategy="linear-probe", weights=weights, **TINY),
-                   progress=events.append)
+    # the one-image class trained (it is in the split's training part), and was flagged
     said = " ".join(e.message for e in events if e.kind == "stage")
     assert f"{lonely.name} (1 images)" in said and "balanced class weights" in said
-    assert result.metrics["test"]["per_class"][lonely.name]["support"] == 0
-    report = json.loads(RunPaths(result.run_dir).data_report.read_text())
+    assert flip["test"]["per_class"][lonely.name]["support"] == 0
+    report = json.loads(RunPaths(tmp_path / "flip").data_report.read_text())
     assert lonely.name in report["small_classes"]
 
 
