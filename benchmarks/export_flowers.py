@@ -60,7 +60,8 @@ def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(None, {"image": x[i:i + 32].astype("float32")})[0]
+    dtype = "uint8" if sess.get_inputs()[0].type == "tensor(uint8)" else "float32"
+    return np.concatenate([sess.run(None, {"image": x[i:i + 32].astype(dtype)})[0]
                            for i in range(0, len(x), 32)])
 
 

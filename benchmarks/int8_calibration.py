@@ -75,7 +75,8 @@ def onnx_probs(path: Path, x: np.ndarray) -> np.ndarray:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + 32].astype(np.float32)})[0]
+    dtype = np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else np.float32
+    return np.concatenate([session.run(None, {name: x[i:i + 32].astype(dtype)})[0]
                            for i in range(0, len(x), 32)])
 
 

@@ -129,14 +129,15 @@ def interleaved_check(run: Path, threads: int = 2, rounds: int = 15, calls: int 
     x = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     spin, inrun, nospin = session(True), session(True, stop=True), session(False)
     name = spin.get_inputs()[0].name
+    dtype = np.uint8 if spin.get_inputs()[0].type == "tensor(uint8)" else np.float32
     xnn = open_tflite_xnnpack({"path": str(RunPaths(run).export_dir / files[("tflite", "none")]),
                                "threads": threads, "device": "cpu"})
     fns = {"onnxruntime (spinning, its default)":
-           lambda: spin.run(None, {name: x.astype(np.float32)}),
-           "onnxruntime (spinning within runs, as the predictor)":
-           lambda: inrun.run(None, {name: x.astype(np.float32)}),
-           "onnxruntime (never spinning)":
-           lambda: nospin.run(None, {name: x.astype(np.float32)}),
+           lambda: spin.run(None, {name: x.astype(dtype)}),
+           "onnxruntime (spinning within runs)":
+           lambda: inrun.run(None, {name: x.astype(dtype)}),
+           "onnxruntime (never spinning, as the predictor)":
+           lambda: nospin.run(None, {name: x.astype(dtype)}),
            "LiteRT + XNNPACK (bare)": lambda: xnn.infer(x)}
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
@@ -283,7 +284,8 @@ def main(argv: list[str]) -> int:
         batch_sizes=ints(args.batch_sizes) if args.batch_sizes else
         (GPU_BATCHES if gpu else (1, 8, 32)),
         threads=None if gpu else ints(args.threads), formats=("onnx",) if gpu else None,
-        baselines=not gpu, labels=str(args.labels) if args.labels else None,
+        baselines=not gpu, exhaustive=not gpu,    # the Keras baselines too
+        labels=str(args.labels) if args.labels else None,
         gpu_modes=("numpy", "iobinding") + (("cuda-graph",) if args.cuda_graph else ()))
     entry = run_bench(paths.root, cfg, progress=lambda i, n, what: print(
         f"[{i}/{n}] {what}", file=sys.stderr, flush=True))

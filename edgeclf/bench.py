@@ -10,8 +10,10 @@ memory, and the execution provider that really ran.
 Artifacts run through :class:`edgeclf.runtime.Predictor` (what users embed). Baselines run
 in the same session: Keras ``model.predict`` and a direct ``model(x)`` call on the
 checkpoint, the SavedModel through TensorFlow, and the float32 TFLite file through a bare
-LiteRT interpreter with its default XNNPACK delegate; ``speedup`` in each row is the ratio to
-a reference row measured in the same run (the direct Keras call when present).
+LiteRT interpreter with its default XNNPACK delegate, and the float32 ONNX file through a
+bare onnxruntime session (``onnx-bare``); ``speedup`` in each row is the ratio to a reference
+row measured in the same run (the direct Keras call when present), and ``overhead`` in a
+predictor row is its p50 over the bare runtime's on the same file, minus 1.
 
 Isolation: each (artifact, device, threads) job runs in a fresh Python process
 (``python -m edgeclf.bench_runners``) so cold start includes loading the libraries, peak RSS
@@ -35,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgeclf.report.html import refresh_report
+from edgeclf import bench_plan
 from edgeclf.bench_runners import FIGURES, MAX_BATCH, check_batch_memory, failed_rows, run_job
 from edgeclf.errors import ConfigError, DeviceError, ModelError, RunError
 from edgeclf.fsutil import write_json
@@ -49,19 +51,23 @@ DEVICES = ("cpu", "gpu", "all")
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 MAX_THREADS = 256
 GPU_MODES = ("numpy", "iobinding", "cuda-graph")
+#: bare-runtime baselines: the predictor's overhead is measured against them (same file)
+BARE_RUNNERS = ("onnx-bare", "tflite-xnnpack")
 
 
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
-    """What to measure. ``None`` means the default noted beside the field."""
+    """What to measure. ``None`` means the default noted beside the field; the quick and
+    exhaustive defaults are :mod:`edgeclf.bench_plan`'s."""
 
-    formats: tuple[str, ...] | None = None       # None: every format found
+    formats: tuple[str, ...] | None = None       # None: every format found (keras: exhaustive)
     device: str = "cpu"                          # cpu | gpu | all
     batch_sizes: tuple[int, ...] = (1, 8, 32)
-    threads: tuple[int, ...] | None = None       # None: the cores this process may use
-    warmup: int = 5
-    runs: int | None = None                      # None: 50 unless ``seconds`` is given
-    seconds: float | None = None                 # time budget per batch size instead of runs
+    threads: tuple[int, ...] | None = None       # None: usable cores (exhaustive: 1 too)
+    warmup: int | None = None                    # None: 2 (exhaustive: 5)
+    runs: int | None = None                      # None: a time budget (exhaustive: 50 runs)
+    seconds: float | None = None                 # None: 1 s per row unless runs are given
+    exhaustive: bool = False                     # the full sweep, Keras baselines included
     baselines: bool = True                       # Keras predict/call + bare TFLite (XNNPACK)
     gpu_modes: tuple[str, ...] = ("numpy", "iobinding")  # + "cuda-graph"
     labels: str | None = None                    # labels file for a model without metadata
@@ -69,10 +75,20 @@ class BenchConfig:
     timeout_s: float = 1800.0                    # per job, when isolated
 
     def resolved_threads(self) -> tuple[int, ...]:
-        return self.threads or (len(os.sched_getaffinity(0)),)
+        return bench_plan.resolve_threads(self.threads, self.exhaustive,
+                                          len(os.sched_getaffinity(0)))
 
     def resolved_runs(self) -> int | None:
-        return None if self.seconds is not None else (self.runs if self.runs is not None else 50)
+        return self._timing()[0]
+
+    def resolved_seconds(self) -> float | None:
+        return self._timing()[1]
+
+    def resolved_warmup(self) -> int:
+        return self._timing()[2]
+
+    def _timing(self) -> tuple[int | None, float | None, int]:
+        return bench_plan.resolve_timing(self.runs, self.seconds, self.warmup, self.exhaustive)
 
 
 def validate_config(cfg: BenchConfig) -> None:
@@ -98,7 +114,7 @@ def validate_config(cfg: BenchConfig) -> None:
                           "timed run has no figures")
     if cfg.seconds is not None and not 0 < cfg.seconds <= 3600:
         raise ConfigError(f"--seconds must be in (0, 3600]; got {cfg.seconds}")
-    if cfg.warmup < 0:
+    if cfg.warmup is not None and cfg.warmup < 0:
         raise ConfigError(f"--warmup must be 0 or more; got {cfg.warmup}")
     for m in cfg.gpu_modes:
         if m not in GPU_MODES:
@@ -139,7 +155,7 @@ def plan_targets(target: str | Path, cfg: BenchConfig) -> tuple[list[Target], di
     if not target.exists():
         raise ModelError(f"{target} does not exist: give a run directory or a model file "
                          "(.onnx, .tflite)")
-    wanted = set(cfg.formats or FORMATS)
+    wanted = bench_plan.resolve_formats(cfg.formats, cfg.exhaustive, FORMATS)
     if target.is_file():
         fmt = MODEL_SUFFIXES.get(target.suffix.lower())
         if fmt is None:
@@ -147,10 +163,10 @@ def plan_targets(target: str | Path, cfg: BenchConfig) -> tuple[list[Target], di
                              f"{', '.join(MODEL_SUFFIXES)}) or a run directory")
         out = [Target(artifact=target.name, runner="predictor", path=str(target), format=fmt,
                       quantization="unknown", bytes=target.stat().st_size)]
-        if fmt == "tflite" and cfg.baselines:
-            out.append(Target(artifact="tflite-xnnpack", runner="tflite-xnnpack",
-                              path=str(target), format="tflite", quantization="unknown",
-                              bytes=target.stat().st_size))
+        if cfg.baselines:
+            bare = {"tflite": "tflite-xnnpack", "onnx": "onnx-bare"}[fmt]
+            out.append(Target(artifact=bare, runner=bare, path=str(target), format=fmt,
+                              quantization="unknown", bytes=target.stat().st_size))
         return out, {}
     return _plan_run(RunPaths(target), wanted, cfg.baselines)
 
@@ -164,6 +180,7 @@ def _plan_run(paths: RunPaths, wanted: set[str], baselines: bool) -> tuple[list[
         log.warning("%s has no export/manifest.json: only the Keras baselines can run "
                     "(run `edgeclf export` first)", paths.root)
     float_tflite: Target | None = None
+    float_onnx: Target | None = None
     for entry in (manifest or {}).get("artifacts", []):
         fmt, quant = entry.get("format"), entry.get("quantization", "none")
         if fmt not in wanted:
@@ -179,6 +196,11 @@ def _plan_run(paths: RunPaths, wanted: set[str], baselines: bool) -> tuple[list[
         out.append(t)
         if fmt == "tflite" and quant == "none" and t.error is None:
             float_tflite = t
+        if fmt == "onnx" and quant == "none" and t.error is None:
+            float_onnx = t
+    if baselines and float_onnx is not None:
+        out.append(Target(artifact="onnx-bare", runner="onnx-bare", path=float_onnx.path,
+                          format="onnx", quantization="none", bytes=float_onnx.bytes))
     if baselines and "tflite" in wanted and float_tflite is not None:
         out.append(Target(artifact="tflite-xnnpack", runner="tflite-xnnpack",
                           path=float_tflite.path, format="tflite", quantization="none",
@@ -224,8 +246,8 @@ def build_jobs(targets: list[Target], cfg: BenchConfig, devices: list[str],
                 for threads in cfg.resolved_threads():
                     jobs.append({**asdict(t), "runner": runner, "device": device,
                                  "threads": threads, "batch_sizes": list(cfg.batch_sizes),
-                                 "warmup": cfg.warmup, "runs": cfg.resolved_runs(),
-                                 "seconds": cfg.seconds, "labels": cfg.labels,
+                                 "warmup": cfg.resolved_warmup(), "runs": cfg.resolved_runs(),
+                                 "seconds": cfg.resolved_seconds(), "labels": cfg.labels,
                                  "image_size": image_size})
     return jobs
 
@@ -261,7 +283,7 @@ def add_speedups(rows: list[dict]) -> None:
     refs: dict[tuple, dict] = {}
     for name in ("keras-call", "onnx-none", "tflite-xnnpack"):
         for r in rows:
-            label = (r["artifact"] if r["format"] == "keras" or r["runner"] == "tflite-xnnpack"
+            label = (r["artifact"] if r["format"] == "keras" or r["runner"] in BARE_RUNNERS
                      else f"{r['format']}-{r['quantization']}")
             if (label == name and r.get("mode", "numpy") == "numpy" and r.get("p50_ms")
                     and key(r) not in refs):
@@ -273,18 +295,54 @@ def add_speedups(rows: list[dict]) -> None:
             r["speedup_vs"] = ref["artifact"]
 
 
-def run_bench(target: str | Path, cfg: BenchConfig,
-              progress: Callable[[int, int, str], None] | None = None) -> BenchResult:
-    """Benchmark ``target`` (a run directory or a model file) and return one dated entry."""
+def add_overheads(rows: list[dict]) -> None:
+    """``overhead`` = predictor p50 / bare-runtime p50 - 1 on the same file, device,
+    threads and batch size (0.05: the predictor costs 5% more than a bare session)."""
+    bare = {(r["format"], r["quantization"], r["device"], r["threads"], r["batch_size"]): r
+            for r in rows if r["runner"] in BARE_RUNNERS and r.get("p50_ms")}
+    for r in rows:
+        b = bare.get((r["format"], r["quantization"], r["device"], r["threads"],
+                      r["batch_size"]))
+        if r["runner"] == "predictor" and b is not None and r.get("p50_ms"):
+            r["overhead"] = round(r["p50_ms"] / b["p50_ms"] - 1.0, 4)
+            r["overhead_vs"] = b["artifact"]
+
+
+@dataclass
+class BenchPlan:
+    """The jobs :func:`run_bench` will run, and how long they should take (None: unknown)."""
+
+    jobs: list[dict]
+    estimate_s: float | None
+
+    @property
+    def rows(self) -> int:
+        return sum(len(j["batch_sizes"]) for j in self.jobs)
+
+
+def plan_bench(target: str | Path, cfg: BenchConfig) -> BenchPlan:
+    """Check ``cfg`` and ``target`` and list the jobs (nothing is loaded or timed)."""
     validate_config(cfg)
     devices = devices_for(cfg)
     targets, info = plan_targets(target, cfg)
     if info.get("image_size"):
         check_batch_memory(max(cfg.batch_sizes), *info["image_size"])
+    jobs = build_jobs(targets, cfg, devices, info.get("image_size"))
+    return BenchPlan(jobs=jobs, estimate_s=bench_plan.estimate_seconds(jobs))
+
+
+def run_bench(target: str | Path, cfg: BenchConfig,
+              progress: Callable[[int, int, str], None] | None = None,
+              plan: BenchPlan | None = None) -> BenchResult:
+    """Benchmark ``target`` (a run directory or a model file) and return one dated entry.
+
+    ``plan`` is :func:`plan_bench`'s answer for the same target and config, when the caller
+    already has it (to show the estimate first)."""
+    plan = plan or plan_bench(target, cfg)
+    jobs = plan.jobs
     from edgeclf.bench_runners import machine_info
 
     started = machine_info(cfg.resolved_threads())
-    jobs = build_jobs(targets, cfg, devices, info.get("image_size"))
     rows: list[dict] = []
     for i, job in enumerate(jobs):
         if progress:
@@ -303,10 +361,13 @@ def run_bench(target: str | Path, cfg: BenchConfig,
     if progress:
         progress(len(jobs), len(jobs), "done")
     add_speedups(rows)
+    add_overheads(rows)
     _check_gpu_rows(rows)
     started["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     conf = {k: v for k, v in asdict(cfg).items() if k != "timeout_s"}
-    conf.update(threads=list(cfg.resolved_threads()), runs=cfg.resolved_runs())
+    conf.update(threads=list(cfg.resolved_threads()), runs=cfg.resolved_runs(),
+                seconds=cfg.resolved_seconds(), warmup=cfg.resolved_warmup(),
+                estimate_s=plan.estimate_s)
     return BenchResult(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        machine=started, config=conf, target=str(target), results=rows)
 
@@ -367,10 +428,9 @@ def save_bench(result: BenchResult, out_dir: str | Path) -> tuple[Path, Path | N
 
     png = plot_bench(result, paths.bench_png, parity_json=paths.parity,
                      manifest=paths.manifest)
-    refresh_report(out_dir)
     return paths.bench_json, png
 
 
-__all__ = ["BenchConfig", "BenchResult", "Target", "validate_config", "plan_targets",
-           "run_bench", "append_history", "load_history", "save_bench", "default_output",
-           "FIGURES", "FORMATS"]
+__all__ = ["BenchConfig", "BenchResult", "BenchPlan", "Target", "validate_config",
+           "plan_targets", "plan_bench", "run_bench", "append_history", "load_history",
+           "save_bench", "default_output", "FIGURES", "FORMATS"]

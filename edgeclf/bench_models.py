@@ -84,9 +84,24 @@ def open_predictor(job: dict) -> Opened:
                     imported_at=imported_at, preprocess=pred.preprocess, keep=pred,
                     quantization=getattr(pred, "quantization", None))
     if job["device"] == "gpu":
-        from edgeclf.bench_gpu import with_gpu_memory
-
         with_gpu_memory(opened, baseline)
+    return opened
+
+
+def with_gpu_memory(opened: Opened, baseline_mb: float | None) -> Opened:
+    """Report this process's device memory; where nvidia-smi cannot attribute memory to a
+    process, the growth of GPU 0's used memory since ``baseline_mb`` (taken before the model
+    was loaded)."""
+    from edgeclf.bench_gpu import device_memory_used_mb, process_gpu_memory_mb
+
+    def measure() -> float | None:
+        own = process_gpu_memory_mb()
+        if own is not None:
+            return own
+        used = device_memory_used_mb()
+        return None if used is None or baseline_mb is None else round(used - baseline_mb, 1)
+
+    opened.gpu_memory_mb = measure                    # type: ignore[method-assign]
     return opened
 
 
@@ -223,12 +238,35 @@ def open_tflite_xnnpack(job: dict) -> Opened:
                   quantization="int8" if np.issubdtype(dtype, np.integer) else None)
 
 
-def _gpu_opener(name: str) -> Callable[[dict], Opened]:
-    def opener(job: dict) -> Opened:
-        from edgeclf import bench_gpu
+def open_onnx_bare(job: dict) -> Opened:
+    """A bare onnxruntime session on the .onnx file: default session options but the
+    thread count, the input converted to the model's dtype per call (as any caller must),
+    raw outputs. The predictor row on the same file minus this one is its own overhead."""
+    if job["device"] != "cpu":
+        raise DeviceError("the bare onnxruntime baseline is a CPU figure in edgeclf bench")
+    import onnxruntime as ort
 
-        return getattr(bench_gpu, name)(job)
-    return opener
+    imported_at = time.perf_counter()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(job["threads"])
+    try:
+        sess = ort.InferenceSession(job["path"], so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
+        raise ModelError(f"{job['path']}: onnxruntime cannot load it ({e})") from None
+    inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
+    dtype = {"tensor(uint8)": np.uint8, "tensor(float16)": np.float16,
+             "tensor(float)": np.float32}.get(inp.type)
+    if dtype is None:
+        raise ModelError(f"{job['path']}: the bare baseline feeds uint8 or float pixels; "
+                         f"this model takes {inp.type}")
+    if len(inp.shape) != 4 or not all(isinstance(d, int) for d in inp.shape[1:3]):
+        raise ModelError(f"{job['path']}: the bare baseline needs a fixed (N, H, W, 3) input")
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        return sess.run([out.name], {inp.name: x.astype(dtype, copy=False)})[0]
+
+    return Opened(provider="onnxruntime-bare-cpu", size=tuple(inp.shape[1:3]), infer=infer,
+                  imported_at=imported_at, keep=sess)
 
 
 RUNNERS: dict[str, Callable[[dict], Opened]] = {
@@ -237,6 +275,5 @@ RUNNERS: dict[str, Callable[[dict], Opened]] = {
     "keras-call": lambda job: open_keras(job, direct=True),
     "savedmodel": open_savedmodel,
     "tflite-xnnpack": open_tflite_xnnpack,
-    "iobinding": _gpu_opener("open_iobinding"),
-    "cuda-graph": _gpu_opener("open_cuda_graph"),
+    "onnx-bare": open_onnx_bare,
 }

@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from edgeclf.plotting import latency_panel
+
 log = logging.getLogger(__name__)
 
 ACCURACY_KEYS = ("accuracy", "top1", "top1_accuracy", "test_accuracy", "acc")
@@ -68,7 +70,7 @@ def plot_bench(result: Any, png: str | Path, *, parity_json: Path | None = None,
     acc = accuracy_by_artifact(parity_json, manifest)
     fig, axes = plt.subplots(1, 2 if acc else 1, figsize=(13 if acc else 7.5, 5),
                              squeeze=False)
-    _latency_panel(axes[0][0], rows)
+    latency_panel(axes[0][0], rows)
     if acc:
         _accuracy_panel(axes[0][1], acc)
     fig.suptitle(f"edgeclf bench {result.date} on {result.machine['cpu']['model']}",
@@ -80,36 +82,6 @@ def plot_bench(result: Any, png: str | Path, *, parity_json: Path | None = None,
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return Path(png)
-
-
-def _latency_panel(ax: Any, rows: list[dict]) -> None:
-    threads = max(r["threads"] for r in rows)
-    series: dict[str, list[tuple[int, float]]] = {}
-    for r in rows:
-        if r["threads"] != threads and r["device"] == "cpu":
-            continue
-        label = f"{r['artifact']} ({r['device']}{'' if r['mode'] == 'numpy' else ', ' + r['mode']})"
-        series.setdefault(label, []).append((r["batch_size"], r["p50_ms"]))
-    import matplotlib
-
-    colors = matplotlib.colormaps["tab20"]
-    for i, (label, pts) in enumerate(sorted(series.items())):
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="os^D"[i // 10 % 4],
-                linestyle="-" if i % 2 == 0 else "--", color=colors(i % 20), label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    from matplotlib.ticker import ScalarFormatter
-
-    sizes = sorted({b for pts in series.values() for b, _ in pts})
-    ax.set_xticks(sizes)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("p50 latency per batch (ms)")
-    ax.set_title(f"latency vs batch size (CPU rows at {threads} threads)", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
 
 
 def _accuracy_panel(ax: Any, acc: dict[str, dict]) -> None:

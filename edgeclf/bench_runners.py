@@ -11,7 +11,6 @@ whatever conversion its caller would have to do is inside the timed call.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
 import resource
@@ -22,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeclf.errors import ConfigError, EdgeclfError
+from edgeclf.machine import cpu_info, package_version
 
 #: Largest batch size accepted at all; memory is checked separately.
 MAX_BATCH = 4096
@@ -144,7 +144,7 @@ def base_row(job: dict, batch: int) -> dict:
             "provider": None, "mode": job_mode(job["runner"]), "runner": job["runner"],
             "batch_size": batch, "threads": job["threads"], "bytes": job.get("bytes"),
             "status": "ok", "error": None, **{k: None for k in FIGURES},
-            "speedup": None, "speedup_vs": None}
+            "speedup": None, "speedup_vs": None, "overhead": None, "overhead_vs": None}
 
 
 def job_mode(runner: str) -> str:
@@ -162,17 +162,28 @@ def failed_rows(job: dict, error: str) -> list[dict]:
 
 # --- the job -------------------------------------------------------------------------------
 
+def _opener(runner: str) -> Callable[[dict], Any]:
+    """The function that opens a job's model: a CPU runner of :mod:`edgeclf.bench_models`, or
+    a GPU mode of :mod:`edgeclf.bench_gpu_modes` (imported only when a GPU job asks for it)."""
+    if runner in ("iobinding", "cuda-graph"):
+        from edgeclf import bench_gpu_modes
+
+        return {"iobinding": bench_gpu_modes.open_iobinding,
+                "cuda-graph": bench_gpu_modes.open_cuda_graph}[runner]
+    from edgeclf.bench_models import RUNNERS
+
+    return RUNNERS[runner]
+
+
 def run_job(job: dict) -> list[dict]:
     """Load the job's model (cold start), then sweep its batch sizes; one row per size.
 
     A model that cannot be loaded, or a batch size that fails, gives failed rows; the other
     batch sizes still run.
     """
-    from edgeclf.bench_models import RUNNERS
-
     t0 = time.perf_counter()
     try:
-        opened = RUNNERS[job["runner"]](job)
+        opened = _opener(job["runner"])(job)
         import_ms = (opened.imported_at - t0) * 1000
         load_ms = (time.perf_counter() - opened.imported_at) * 1000
         first = sample_batch(job["batch_sizes"][0], *opened.size)
@@ -223,38 +234,10 @@ def _measure(opened: Any, job: dict, batch: int) -> dict:
 
 VERSIONED = ("edgeclf", "numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert",
              "tensorflow", "tensorflow-cpu", "keras", "pillow")
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
-             "asimddp", "i8mm")
-
-
-def cpu_info() -> dict:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Model", "Hardware") and model in ("", platform.machine()):
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "logical_cores": os.cpu_count(),
-            "usable_cores": len(os.sched_getaffinity(0)),
-            "flags": [f for f in CPU_FLAGS if f in flags],
-            "int8_dot_product": bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})}
-
-
 def machine_info(threads: tuple[int, ...]) -> dict:
     from edgeclf.bench_gpu import gpu_names
 
-    versions = {}
-    for pkg in VERSIONED:
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
+    versions = {p: package_version(p) for p in VERSIONED}
     mem = None
     try:
         with open("/proc/meminfo") as fh:

@@ -1,5 +1,6 @@
 """Typed exceptions of the edgeclf toolchain. The CLI turns any of them into
-``Error: ...`` and exit code 1; anything else is a bug."""
+``Error: ...`` and exit code 1 (2 for a :class:`ConfigError`: bad usage); anything else is a
+bug."""
 
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -20,14 +19,15 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeclf.report.html import refresh_report
-from edgeclf.errors import ConfigError, DataError, ModelError, RunError
-from edgeclf.evaluate import ModelRunner, Progress, classification_metrics, open_model
+from edgeclf.errors import ConfigError, ModelError, RunError
+from edgeclf.inference import (ImageSet, ModelRunner, Progress, Skipped, digest_images,  # noqa: F401
+                               load_folder_images, load_split_images, open_model)
+from edgeclf.metrics import classification_metrics
+from edgeclf.export.manifest import record_parity
 from edgeclf.fsutil import read_json, write_json
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 from edgeclf.runtime.manifest import load_manifest, sha256_file, verify_artifact
-from edgeclf.runtime.preprocess import preprocess_batch
 
 __all__ = ["Budget", "DEFAULT_BUDGETS", "parse_budgets", "ImageSet", "Skipped",
            "load_split_images", "load_folder_images", "ArtifactParity", "ParityResult",
@@ -85,134 +85,6 @@ def parse_budgets(specs: Sequence[str], base: dict[str, Budget] | None = None, *
                               "(or 'off')") from None
         out[quant] = replace(out[quant], **{name: val})
     return out
-
-
-@dataclass(frozen=True)
-class Skipped:
-    file: str
-    reason: str          # missing | changed | unreadable
-    message: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class ImageSet:
-    """Labelled images preprocessed once: ``x[i]`` is ``files[i]`` of class ``y[i]``."""
-
-    root: Path
-    files: list[str]
-    y: np.ndarray
-    x: np.ndarray                          # (N, H, W, 3) uint8
-    skipped: list[Skipped] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def load_split_images(run: RunPaths, split: str = "test", *, contract: Contract | None = None,
-                      labels: Sequence[str] | None = None,
-                      max_images: int | None = None) -> ImageSet:
-    """The images of ``split.json``'s ``split``, checked against what training saw.
-
-    A file that is gone, or whose sha256 differs from the one ``split.json`` recorded
-    (``"sha256": {relpath: hex}``), is skipped and reported. Without per-file hashes the
-    dataset fingerprint of ``run.json`` is compared instead (a warning, files unnamed).
-    """
-    if not run.split.is_file():
-        raise RunError(f"{run.root} has no split.json")
-    raw = read_json(run.split)
-    if split not in ("train", "val", "test") or split not in raw:
-        raise ConfigError(f"split must be test, val or train; got {split!r}")
-    run_json = read_json(run.run_json) if run.run_json.is_file() else {}
-    if contract is None:
-        contract = Contract.from_dict(run_json["preprocessing"])
-    labels = list(labels or run.read_labels())
-    root = Path(raw["root"])
-    rel = [str(p) for p in raw[split]]
-    y = _class_indices(rel, labels, where=f"split.json ({split})")
-    rel, y = _select(rel, y, max_images)
-    hashes = raw.get("sha256") if isinstance(raw.get("sha256"), dict) else None
-    skipped: list[Skipped] = []
-    keep: list[int] = []
-    for i, p in enumerate(rel):
-        f = root / p
-        if not f.is_file():
-            skipped.append(Skipped(p, "missing", f"{f} no longer exists"))
-        elif hashes and p in hashes and sha256_file(f) != hashes[p]:
-            skipped.append(Skipped(p, "changed", "content changed since training "
-                                   "(sha256 differs from split.json)"))
-        else:
-            keep.append(i)
-    warnings = [] if hashes else _fingerprint_warning(root, run_json)
-    images = _preprocess(root, [rel[i] for i in keep], y[keep], contract, skipped)
-    images.warnings = warnings + images.warnings
-    return images
-
-
-def load_folder_images(data_dir: str | Path, labels: Sequence[str], contract: Contract, *,
-                       max_images: int | None = None) -> ImageSet:
-    """Images of ``DATA_DIR/<class>/<file>``; class folders must be named as the labels."""
-    from edgeclf.data.scan import scan_dataset
-
-    ds = scan_dataset(data_dir)
-    unknown = [c for c in ds.classes if c not in labels]
-    if unknown:
-        raise DataError(f"{data_dir}: class folder(s) {unknown[:10]} are not among the "
-                        f"model's {len(labels)} labels ({', '.join(list(labels)[:10])}...)")
-    rel = [it.relpath for it in ds.items]
-    rel, y = _select(rel, _class_indices(rel, labels, where=str(data_dir)), max_images)
-    skipped = [Skipped(p.relpath, p.kind, p.message) for p in ds.problems]
-    return _preprocess(ds.root, rel, y, contract, skipped)
-
-
-def _class_indices(rel: list[str], labels: Sequence[str], *, where: str) -> np.ndarray:
-    index = {c: i for i, c in enumerate(labels)}
-    bad = sorted({p.split("/", 1)[0] for p in rel} - set(index))
-    if bad:
-        raise DataError(f"{where} has classes {bad[:10]} that the model's labels lack")
-    return np.array([index[p.split("/", 1)[0]] for p in rel], dtype=np.int64)
-
-
-def _select(rel: list[str], y: np.ndarray, max_images: int | None) -> tuple[list[str], np.ndarray]:
-    """At most ``max_images``, taken round-robin over classes (stable, class-balanced)."""
-    if max_images is None or max_images >= len(rel):
-        return rel, y
-    if max_images < 1:
-        raise ConfigError(f"--max-images must be >= 1, got {max_images}")
-    rank = np.zeros(len(rel), np.int64)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        rank[idx] = np.arange(len(idx))
-    order = sorted(np.argsort(rank * (y.max() + 1) + y, kind="stable")[:max_images])
-    return [rel[i] for i in order], y[order]
-
-
-def _fingerprint_warning(root: Path, run_json: dict) -> list[str]:
-    expected = (run_json.get("dataset") or {}).get("fingerprint")
-    if not expected or not root.is_dir():
-        return []
-    from edgeclf.data.scan import scan_dataset
-
-    if scan_dataset(root).fingerprint == expected:
-        return []
-    return [f"the dataset {root} changed since training (its fingerprint differs from "
-            "run.json) and split.json records no per-file hashes, so changed files cannot "
-            "be named; they are evaluated as they are now"]
-
-
-def _preprocess(root: Path, rel: list[str], y: np.ndarray, contract: Contract,
-                skipped: list[Skipped]) -> ImageSet:
-    batch = preprocess_batch([root / p for p in rel], contract)
-    for i, err in batch.errors:
-        skipped.append(Skipped(rel[i], "unreadable", str(err)))
-    files = [rel[i] for i in batch.ok]
-    if not files:
-        raise DataError(f"no usable image left under {root} ({len(skipped)} skipped: "
-                        + ", ".join(f"{s.file} ({s.reason})" for s in skipped[:5]) + ")")
-    if skipped:
-        log.warning("%d image(s) skipped: %s", len(skipped),
-                    ", ".join(f"{s.file} ({s.reason})" for s in skipped[:10]))
-    return ImageSet(root=root, files=files, y=y[batch.ok], x=batch.array, skipped=skipped)
 
 
 @dataclass
@@ -286,8 +158,10 @@ def check_parity(run: str | Path, *, split: str = "test", max_images: int | None
     budgets = budgets or DEFAULT_BUDGETS
     manifest = load_manifest(paths.export_dir)
     labels = list(manifest.get("labels") or paths.read_labels())
-    contract = Contract.from_dict(read_json(paths.run_json)["preprocessing"])
-    entries = [e for e in manifest["artifacts"] if not formats or e.get("format") in formats]
+    contract = paths.contract()
+    # a web folder's model.onnx is checked in the browser (tests/e2e/test_web_chromium.py)
+    entries = [e for e in manifest["artifacts"] if e.get("format") != "web"
+               and (not formats or e.get("format") in formats)]
     if not entries:
         raise ConfigError(f"no artifact of format(s) {list(formats or [])} in {paths.manifest}")
     # held throughout: an export or training run must not change the files under test
@@ -426,16 +300,6 @@ def write_parity(result: ParityResult, paths: RunPaths) -> Path:
     """Write ``parity.json`` and each checked manifest entry's ``"parity"`` summary
     (the manifest is rewritten atomically; the artifacts and their hashes are untouched)."""
     out = write_json(paths.parity, result.to_dict())
-    raw = read_json(paths.manifest)
-    by_file = {a.file: a for a in result.artifacts}
-    for entry in raw.get("artifacts", []):
-        if entry.get("file") in by_file:
-            entry["parity"] = by_file[entry["file"]].summary(result.split, result.n_images)
-    write_json(paths.manifest, raw)
-    refresh_report(paths.root)
+    record_parity(paths.export_dir, {a.file: a.summary(result.split, result.n_images)
+                                     for a in result.artifacts})
     return out
-
-
-def digest_images(images: ImageSet) -> str:
-    """sha256 of the preprocessed pixels (proves every model saw the same array)."""
-    return hashlib.sha256(np.ascontiguousarray(images.x).tobytes()).hexdigest()

@@ -27,6 +27,7 @@ from typing import Iterator
 
 from edgeclf.errors import RunError
 from edgeclf.fsutil import pid_alive
+from edgeclf.runtime.contract import Contract
 
 DEFAULT_ROOT = Path("models")
 
@@ -73,6 +74,15 @@ class RunPaths:
         if not self.labels.is_file():
             raise RunError(f"{self.root} has no labels.txt")
         return [ln for ln in self.labels.read_text(encoding="utf-8").splitlines() if ln]
+
+    def contract(self) -> Contract:
+        """The run's preprocessing contract, as training recorded it in ``run.json``."""
+        try:
+            raw = json.loads(self.run_json.read_text(encoding="utf-8"))
+            return Contract.from_dict(raw["preprocessing"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise RunError(f"{self.run_json} has no usable preprocessing contract: "
+                           f"{type(e).__name__}: {e}") from None
 
 
 #: Run roots whose lock this process holds: [file descriptor, re-entry depth].

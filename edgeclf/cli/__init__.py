@@ -11,6 +11,7 @@ import importlib
 import typer
 
 from .common import setup_logging
+from .quiet import configure as configure_third_party_logs
 
 app = typer.Typer(name="edgeclf", no_args_is_help=True, add_completion=False,
                   help="Fine-tune Keras image classifiers on a folder of images and ship "
@@ -21,7 +22,10 @@ COMMAND_MODULES = ["data_cmd", "doctor_cmd", "backbones_cmd", "train_cmd", "expo
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging, and "
+                                       "TensorFlow's and other libraries' own log lines "
+                                       "(silenced by default).")) -> None:
+    configure_third_party_logs(verbose)      # before any command imports TensorFlow
     setup_logging(verbose)
 
 

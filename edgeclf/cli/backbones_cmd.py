@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from .common import console, print_json, table
+from .common import JsonOption, console, esc, print_json, table
 
 
 def register(app: typer.Typer) -> None:
     @app.command("backbones")
-    def backbones_command(json_out: bool = typer.Option(False, "--json",
-                                                        help="Print as JSON.")) -> None:
+    def backbones_command(json_out: JsonOption = False) -> None:
         """List the backbones `edgeclf train --backbone` accepts."""
         from edgeclf.backbones import BACKBONES, describe
         from edgeclf.weights import find_cached, keras_cache_dir
@@ -29,4 +28,5 @@ def register(app: typer.Typer) -> None:
             [[r["name"], r["default_size"], r["min_size"], f"{r['params'] / 1e6:.2f}M",
               r["megabytes"], r["normalisation"], "yes" if r["weights_cached"] else "no"]
              for r in rows]))
-        console.print(f"[dim]weights cache: {keras_cache_dir()} — or pass --weights PATH[/]")
+        console.print(f"[dim]weights cache: {esc(keras_cache_dir())} — or pass --weights "
+                      "PATH[/]", soft_wrap=True)

@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
+from typing import Callable, Iterator, Optional
 
 import typer
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
 
-from edgeclf.data import DataReport, prepare_data
-from edgeclf.errors import RunError
-from edgeclf.fsutil import read_json, write_json
+from edgeclf.data import CachePlan, DataReport, DecodeCache, prepare_data, resolve_budget
+from edgeclf.data.budget import BUDGET_ENV
 from edgeclf.runtime.contract import Contract
 
-from .common import console, handle_errors, print_json, progress_bar, table
+from .common import (JsonOption, console, err_console, esc, handle_errors, print_json, styled,
+                     table)
 
 data_app = typer.Typer(help="Inspect and validate a dataset folder (one sub-folder per class).",
                        no_args_is_help=True)
@@ -20,8 +25,8 @@ data_app = typer.Typer(help="Inspect and validate a dataset folder (one sub-fold
 
 def print_report(report: DataReport) -> None:
     rows = [[c, report.counts[c]] for c in report.classes]
-    rows.append(["[bold]total", f"[bold]{report.n_usable}"])
-    console.print(table(f"{report.root}: {len(report.classes)} classes, "
+    rows.append([styled("total", "bold"), styled(str(report.n_usable), "bold")])
+    console.print(table(f"{esc(report.root)}: {len(report.classes)} classes, "
                         f"{report.n_usable} usable images", ["class", "images"], rows))
     bad = [p for p in report.problems]
     if bad:
@@ -30,9 +35,43 @@ def print_report(report: DataReport) -> None:
         if len(bad) > 50:
             console.print(f"... and {len(bad) - 50} more (see --json)")
     for group in report.cross_class_duplicates:
-        console.print(f"[yellow]same image in two classes:[/] {' = '.join(group)}")
+        console.print(f"[yellow]same image in two classes:[/] {esc(' = '.join(group))}")
     for w in report.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {esc(w)}")
+
+
+@contextlib.contextmanager
+def _two_bars(first: str, second: str) -> Iterator[tuple[Callable, Callable]]:
+    """Two progress bars in one live display (scan, then decode)."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def updater(name: str) -> Callable[[int, int], None]:
+            def update(done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bars.add_task(name, total=total)
+                bars.update(tasks[name], completed=done, total=total)
+            return update
+
+        yield updater(first), updater(second)
+
+
+def print_cache(cache: DecodeCache, workers: int) -> None:
+    """Where the cache is, or why the images stream and what streaming costs per epoch."""
+    if not cache.streaming:
+        console.print("[dim]decode cache:[/] "
+                      + ("built " if cache.built else "reused (nothing decoded) ")
+                      + esc(cache.path))
+        return
+    n = int(cache.ok.sum())
+    cost = (f"decoding {n:,} images takes about {n / cache.decode_rate / workers:.0f}s per "
+            f"epoch on {workers} worker(s) ({cache.decode_rate:.0f} images/s per worker, "
+            "measured while checking), spent again every epoch" if cache.decode_rate else
+            "the images are decoded again every epoch")
+    reason = cache.plan.reason if cache.plan else "no cache"
+    console.print(f"[yellow]decode cache not written[/] ({esc(reason)}): training streams; "
+                  f"{cost}", highlight=False)
 
 
 @data_app.command("check")
@@ -40,44 +79,53 @@ def print_report(report: DataReport) -> None:
 def check(data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per class."),
           image_size: int = typer.Option(224, help="Size of the decode cache it builds."),
           workers: int = typer.Option(0, help="Decoding processes (0: one per core)."),
-          json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+          cache_budget: Optional[str] = typer.Option(
+              None, "--cache-budget", help="Most disk the decode cache may take (500M, 20G; "
+              f"0: no cache, stream) [${BUDGET_ENV} or no cap]. Above it images stream."),
+          sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Read only N "
+                                               "random files (a quick look at a huge folder; "
+                                               "nothing cached)."),
+          json_out: JsonOption = False,
           ) -> None:
     """Report classes, counts, unreadable/corrupt/small files, duplicates and imbalance."""
-    with progress_bar("decoding") as update:
+    budget = resolve_budget(cache_budget)
+
+    def show_plan(plan: CachePlan) -> None:
+        if not sample:
+            err_console.print(f"[dim]{esc(plan.describe())}[/]", highlight=False)
+
+    with _two_bars("scanning", "decoding") as (scanned, decoded):
         prepared = prepare_data(data_dir, Contract(size=(image_size, image_size)),
-                                workers=workers or None, progress=update, require=False)
+                                workers=workers or None, progress=decoded, require=False,
+                                budget=budget, sample=sample, scan_progress=scanned,
+                                on_plan=show_plan)
     report = prepared.report
     if json_out:
         print_json(report.to_dict())
     else:
         print_report(report)
-        console.print("[dim]decode cache:[/] "
-                      + ("built " if prepared.cache.built else "reused (nothing decoded) ")
-                      + str(prepared.cache.path))
+        if not sample:
+            print_cache(prepared.cache, workers or os.cpu_count() or 1)
 
 
 @data_app.command("relocate")
 @handle_errors
 def relocate(run_dir: Path = typer.Argument(..., help="A run directory (with split.json)."),
              data_dir: Path = typer.Argument(..., help="Where its dataset is now."),
+             as_json: JsonOption = False,
              ) -> None:
     """Point a run trained elsewhere (e.g. on a GPU machine) at its dataset's folder here,
     so export calibration, parity and eval find the images; every file is checked against
     the sha256 split.json recorded."""
-    from edgeclf.data.split import relocate_split
-    from edgeclf.run import RunPaths
+    from edgeclf.data.split import relocate_run
 
-    paths = RunPaths(run_dir)
-    if not paths.split.is_file():
-        raise RunError(f"{run_dir} has no split.json")
-    split = relocate_split(paths.split, data_dir)
-    if paths.run_json.is_file():              # keep run.json's record of the dataset in step
-        meta = read_json(paths.run_json)
-        if isinstance(meta.get("dataset"), dict):
-            meta["dataset"]["root"] = str(split.root)
-            write_json(paths.run_json, meta)
+    split = relocate_run(run_dir, data_dir)
     n = len(split.train) + len(split.val) + len(split.test)
-    console.print(f"{run_dir}: split.json now reads {n} images from {split.root} "
+    if as_json:
+        print_json({"run": str(run_dir), "root": str(split.root), "n_images": n,
+                    "sha256_verified": bool(split.sha256)})
+        return
+    console.print(f"{esc(run_dir)}: split.json now reads {n} images from {esc(split.root)} "
                   f"(all present{', sha256 verified' if split.sha256 else ''})")
 
 

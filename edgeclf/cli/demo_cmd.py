@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .common import console, handle_errors, table
+from .common import (EXIT_FAILED, JsonOption, console, err_console, esc, handle_errors,
+                     print_json, styled, table)
 
 STYLE = {"ok": "green", "failed": "red", "skipped": "yellow"}
 
@@ -22,6 +24,7 @@ def demo(
     backbone: str = typer.Option("mobilenetv2_0.35", help="See `edgeclf backbones`."),
     image_size: int = typer.Option(64, help="Input size (small keeps the demo fast)."),
     epochs: int = typer.Option(20, help="Training epochs."),
+    as_json: JsonOption = False,
 ) -> None:
     """Train -> export -> parity -> bench -> predict -> report on a generated dataset."""
     from edgeclf.demo import DemoConfig, run_demo
@@ -31,17 +34,23 @@ def demo(
 
     def show(stage) -> None:
         colour = STYLE[stage.status]
-        console.print(f"[bold {colour}]{stage.name:8s} {stage.status}[/] "
-                      f"[dim]({stage.seconds:.1f}s)[/] {stage.summary}", highlight=False)
+        (err_console if as_json else console).print(
+            f"[bold {colour}]{stage.name:8s} {stage.status}[/] [dim]({stage.seconds:.1f}s)[/] "
+            f"{esc(stage.summary)}", highlight=False)
 
     result = run_demo(cfg, on_stage=show)
-    console.print(table("edgeclf demo", ["stage", "status", "seconds"],
-                        [[s.name, f"[{STYLE[s.status]}]{s.status}", f"{s.seconds:.1f}"]
-                         for s in result.stages]))
-    console.print(f"Run: [bold]{result.run_dir}[/]; open {result.run_dir / 'report.html'}")
-    console.print(f"Try: [bold]edgeclf predict {result.run_dir} <image>[/]")
+    if as_json:
+        print_json({"run_dir": str(result.run_dir), "ok": result.ok,
+                    "stages": [dataclasses.asdict(s) for s in result.stages]})
+    else:
+        console.print(table("edgeclf demo", ["stage", "status", "seconds"],
+                            [[s.name, styled(s.status, STYLE[s.status]), f"{s.seconds:.1f}"]
+                             for s in result.stages]))
+        console.print(f"Run: [bold]{esc(result.run_dir)}[/]; open "
+                      f"{esc(result.run_dir / 'report.html')}")
+        console.print(f"Try: [bold]{esc(f'edgeclf predict {result.run_dir} <image>')}[/]")
     if not result.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

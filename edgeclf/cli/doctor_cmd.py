@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
 import sys
 
 import typer
 
-from .common import console, table
+from edgeclf.machine import distribution_version, package_version
+
+from .common import JsonOption, console, esc, print_json, styled, table
 
 # command -> modules it needs
 NEEDS = {
@@ -27,19 +28,11 @@ PACKAGES = ["numpy", "pillow", "keras", "tensorflow", "tensorflow-cpu", "jax", "
             "matplotlib", "typer", "rich"]
 
 
-def _version(pkg: str) -> str | None:
-    try:
-        return md.version(pkg)
-    except md.PackageNotFoundError:
-        return None
+_version = distribution_version     # the doctor lists each distribution as installed
 
 
 def _have(spec: str) -> bool:
-    alts = spec.split("|")
-    for a in alts:
-        if _version(a) or (a == "tensorflow" and _version("tensorflow-cpu")):
-            return True
-    return False
+    return any(package_version(a) for a in spec.split("|"))
 
 
 def _providers() -> list[str]:
@@ -59,26 +52,41 @@ def _gpus() -> list[str]:
         return ["none (no nvidia-smi)"]
 
 
-def doctor() -> None:
-    """Print Python, Keras backend, library versions, GPUs and onnxruntime providers."""
+def diagnose() -> dict:
+    """What ``edgeclf doctor`` prints, as data (``--json``)."""
     from edgeclf import __version__
 
-    console.print(f"edgeclf {__version__} on Python {platform.python_version()} "
-                  f"({sys.executable}), {platform.platform()}, {os.cpu_count()} CPU cores")
-    console.print(f"Keras backend: {os.environ.get('KERAS_BACKEND', 'tensorflow')} "
-                  "(set KERAS_BACKEND or --backend)")
-    console.print(table("packages", ["package", "version"],
-                        [[p, _version(p) or "[red]missing"] for p in PACKAGES]))
-    console.print(f"GPUs: {'; '.join(_gpus())}")
-    console.print(f"onnxruntime providers: {', '.join(_providers())}")
-    rows = []
+    commands = {}
     for cmd, needs in NEEDS.items():
-        missing = [n for n in needs if not _have(n)]
-        rows.append([cmd, "[green]ready" if not missing else
-                     f"[red]missing {', '.join(m.replace('|', ' or ') for m in missing)}"])
+        missing = [n.replace("|", " or ") for n in needs if not _have(n)]
+        commands[cmd] = {"ready": not missing, "missing": missing}
+    return {"edgeclf": __version__, "python": platform.python_version(),
+            "executable": sys.executable, "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+            "packages": {p: _version(p) for p in PACKAGES}, "gpus": _gpus(),
+            "onnxruntime_providers": _providers(), "commands": commands}
+
+
+def doctor(as_json: JsonOption = False) -> None:
+    """Print Python, Keras backend, library versions, GPUs and onnxruntime providers."""
+    d = diagnose()
+    if as_json:
+        print_json(d)
+        return
+    console.print(f"edgeclf {d['edgeclf']} on Python {d['python']} ({esc(d['executable'])}), "
+                  f"{esc(d['platform'])}, {d['cpu_count']} CPU cores")
+    console.print(f"Keras backend: {esc(d['keras_backend'])} (set KERAS_BACKEND or --backend)")
+    console.print(table("packages", ["package", "version"],
+                        [[p, v or styled("missing", "red")] for p, v in d["packages"].items()]))
+    console.print(f"GPUs: {esc('; '.join(d['gpus']))}")
+    console.print(f"onnxruntime providers: {esc(', '.join(d['onnxruntime_providers']))}")
+    rows = [[cmd, styled("ready", "green") if c["ready"] else
+             styled(f"missing {', '.join(c['missing'])}", "red")]
+            for cmd, c in d["commands"].items()]
     console.print(table("commands", ["command", "status"], rows))
     if not _have("tensorflow|jax"):
-        console.print("Install the training extras: pip install 'edgeclf[train]'")
+        console.print("Install the training extras: " + esc("pip install 'edgeclf[train]'"))
 
 
 def register(app: typer.Typer) -> None:

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgeclf.export import FORMATS, QUANTIZATIONS, ExportConfig
 from edgeclf.export.calibration import DEFAULT_CALIBRATION_SIZE
 from edgeclf.export.onnx import DEFAULT_OPSET
+from edgeclf.export.ort_web import ENV_VAR, ORT_WEB_VERSION
 from edgeclf.export.tflite import INT8_IO_TYPES
 
-from .common import console, err_console, handle_errors, next_step, table
+from .common import (JsonOption, comma_list, console, esc, fail, handle_errors, next_step,
+                     print_json, progress_bar, refresh_report, styled, table)
 
-FORMAT_HELP = f"{', '.join(FORMATS)} or all (repeatable)."
+FORMAT_HELP = (f"{', '.join(FORMATS)} or all (repeatable; all = every format but web, "
+               "the browser predictor, which needs onnxruntime-web: see --ort-web).")
 QUANT_HELP = (f"{', '.join(QUANTIZATIONS)} (repeatable; none = float32). int8 is calibrated "
               "on a stratified sample of the training split.")
-
-
-def _split_values(values: Optional[list[str]], default: str) -> tuple[str, ...]:
-    parts = [p.strip().lower() for v in (values or [default]) for p in v.split(",")]
-    return tuple(p for p in parts if p)
 
 
 def _mb(n: int | None) -> str:
@@ -32,20 +30,27 @@ def _mb(n: int | None) -> str:
 def print_result(result) -> None:
     rows = []
     for a in result.artifacts:
-        status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(a.status, a.status)
+        status = styled(a.status, {"ok": "green", "failed": "red"}.get(a.status, ""))
         ratio = "-" if a.size_vs_float32 is None else f"{a.size_vs_float32:.2f}x"
         secs = "-" if a.seconds is None else f"{a.seconds:.1f}"
         rows.append([a.format, a.quantization, status, a.file or "-", _mb(a.bytes), secs,
                      ratio])
-    console.print(table(f"Exported {result.checkpoint.name} -> {result.export_dir}",
+    console.print(table(f"Exported {esc(result.checkpoint.name)} -> {esc(result.export_dir)}",
                         ["format", "quantization", "status", "file", "size (MB)",
                          "export (s)", "vs float32"], rows))
     for a in result.artifacts:
         if a.status == "failed":
-            console.print(f"[red]{a.format} {a.quantization}:[/] {a.message}", soft_wrap=True)
+            console.print(f"[red]{esc(a.format)} {esc(a.quantization)}:[/] {esc(a.message)}",
+                          soft_wrap=True)
     notes = dict.fromkeys(w for a in result.artifacts for w in a.warnings)
     for note in notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        console.print(f"[yellow]note:[/] {esc(note)}", soft_wrap=True)
+
+
+def result_json(result) -> dict:  # noqa: ANN001 - edgeclf.export.ExportResult
+    return {"run": str(result.run), "export_dir": str(result.export_dir),
+            "manifest": str(result.manifest), "checkpoint": str(result.checkpoint),
+            "ok": result.ok, "artifacts": [dataclasses.asdict(a) for a in result.artifacts]}
 
 
 def export(run: Path = typer.Argument(..., help="Run directory (models/<name>)."),
@@ -60,33 +65,48 @@ def export(run: Path = typer.Argument(..., help="Run directory (models/<name>)."
            int8_io: str = typer.Option(INT8_IO_TYPES[0], help="int8 TFLite input/output type: "
                                        f"{' or '.join(INT8_IO_TYPES)} (uint8: raw pixels, "
                                        "scale 1, zero point 0)."),
+           ort_web: Optional[str] = typer.Option(
+               None, "--ort-web", help="--format web: the onnxruntime-web package "
+               f"{ORT_WEB_VERSION} (.tgz from `npm pack`, or its folder) for a machine "
+               f"without npm or offline; default: ${ENV_VAR}, the cache, then npm."),
+           as_json: JsonOption = False,
            ) -> None:
-    """Convert a run's checkpoint to SavedModel / ONNX / TFLite (+ quantized variants)."""
-    _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io)
+    """Convert a run's checkpoint to SavedModel / ONNX / TFLite (+ quantized variants), or a
+    static browser page (--format web).
+
+    Exits 1 when any artifact failed (the table says which and why)."""
+    _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io,
+            as_json, ort_web)
 
 
 @handle_errors
-def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io) -> None:
+def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io,
+            as_json, ort_web=None) -> None:
     from edgeclf.export import export_run
 
     defaults = ExportConfig()
-    config = ExportConfig(formats=_split_values(formats, defaults.formats[0]),
-                          quantizations=_split_values(quantize, defaults.quantizations[0]),
+    config = ExportConfig(formats=comma_list(formats, lower=True) or defaults.formats[:1],
+                          quantizations=(comma_list(quantize, lower=True)
+                                         or defaults.quantizations[:1]),
                           checkpoint=checkpoint, opset=opset,
                           calibration_size=calibration_size, seed=seed,
-                          int8_io=int8_io.lower())
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("loading checkpoint", total=None)
-
-        def update(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"exporting {label}")
-
-        result = export_run(run, config, progress=update)
-    print_result(result)
+                          int8_io=int8_io.lower(), ort_web=ort_web)
+    with progress_bar("loading checkpoint", transient=True) as update:
+        result = export_run(run, config, progress=lambda done, total, label: update(
+            done, total, f"exporting {label}"))
+    refresh_report(run)
+    if as_json:
+        print_json(result_json(result))
+    else:
+        print_result(result)
+        for a in result.artifacts:
+            if a.format == "web" and a.status == "ok":
+                console.print(f"browser page: python -m http.server -d "
+                              f"{esc(result.export_dir / a.file)} and open "
+                              "http://localhost:8000", soft_wrap=True, highlight=False)
     if not result.ok:
-        err_console.print("[bold red]Error:[/] some artifacts failed (see the table)")
-        raise typer.Exit(1)
+        fail("some artifacts failed: " + ", ".join(
+            f"{a.format} {a.quantization}" for a in result.artifacts if a.status == "failed"))
     next_step(f"edgeclf parity {run}")
 
 

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn)
 
 from edgeclf.errors import BudgetError
 
-from .common import console, err_console, handle_errors, next_step, print_json, table
+from .common import (JsonOption, comma_list, console, esc, handle_errors, next_step, note,
+                     print_json, refresh_report, stage_bars, styled, table)
 
 #: Per-class rows printed by `eval` before switching to the worst classes only.
 MAX_CLASS_ROWS = 30
-
-
-@contextlib.contextmanager
-def _stages() -> Iterator[Callable[[str, int, int], None]]:
-    """One Rich progress bar per stage (reference, each artifact at each batch size)."""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=False) as progress:
-        tasks: dict[str, int] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], completed=done, total=total)
-
-        yield update
-
-
-def _split_formats(values: Optional[list[str]]) -> list[str] | None:
-    if not values:
-        return None
-    return [f.strip() for v in values for f in v.split(",") if f.strip()]
 
 
 def _pct(x: float | None) -> str:
@@ -45,23 +22,23 @@ def _pct(x: float | None) -> str:
 
 def _print_parity(result) -> None:
     ref = result.reference
-    console.print(f"Parity on split [bold]{result.split}[/]: {result.n_images} images "
-                  f"(batch 1 and {result.batch_size}); reference {Path(ref['file']).name}: "
+    console.print(f"Parity on split [bold]{esc(result.split)}[/]: {result.n_images} images "
+                  f"(batch 1 and {result.batch_size}); reference {esc(Path(ref['file']).name)}: "
                   f"accuracy {_pct(ref['accuracy'])}, top-5 {_pct(ref['top5'])}")
     if result.skipped:
         kinds: dict[str, int] = {}
         for s in result.skipped:
             kinds[s.reason] = kinds.get(s.reason, 0) + 1
         console.print(f"[yellow]{len(result.skipped)} image(s) skipped[/] ("
-                      + ", ".join(f"{n} {k}" for k, n in kinds.items()) + "): "
-                      + ", ".join(s.file for s in result.skipped[:5])
+                      + esc(", ".join(f"{n} {k}" for k, n in kinds.items())) + "): "
+                      + esc(", ".join(s.file for s in result.skipped[:5]))
                       + (" ..." if len(result.skipped) > 5 else ""))
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {esc(w)}")
     rows = []
     for a in result.artifacts:
-        status = "[green]PASS[/]" if a.passed else "[red]FAIL[/]: " + "; ".join(
-            a.breaches + ([a.error] if a.error and a.error not in a.breaches else []))
+        status = styled("PASS", "green") if a.passed else styled("FAIL: " + "; ".join(
+            a.breaches + ([a.error] if a.error and a.error not in a.breaches else [])), "red")
         rows.append([a.file, a.format, a.quantization, _pct(a.agreement),
                      "-" if a.max_abs_diff is None else f"{a.max_abs_diff:.1e}",
                      "-" if a.mean_abs_diff is None else f"{a.mean_abs_diff:.1e}",
@@ -74,7 +51,7 @@ def _print_parity(result) -> None:
     modes = {a.file: a.batch["mode"] for a in result.artifacts if a.batch}
     for file, mode in modes.items():
         if "fixed" in mode:
-            console.print(f"[dim]{file}: {mode}[/]")
+            console.print(f"[dim]{esc(file)}: {esc(mode)}[/]")
 
 
 def _parity(run: Path = typer.Argument(..., help="Run directory (models/<name>)."),
@@ -92,21 +69,22 @@ def _parity(run: Path = typer.Argument(..., help="Run directory (models/<name>).
                 None, "--budget-file", help='Budgets as JSON: {"int8": {"max_accuracy_drop": '
                 '2}, "none": {"max_abs_diff": 1e-3}} (--budget flags apply after it).'),
             batch_size: int = typer.Option(16, "--batch-size", help="The batch > 1 checked."),
-            as_json: bool = typer.Option(False, "--json", help="Print parity.json."),
+            as_json: JsonOption = False,
             ) -> None:
     """Check every exported artifact against the Keras checkpoint on the run's images."""
     from edgeclf.parity import check_parity, parse_budgets
 
     budgets = parse_budgets(budget or [], file=budget_file)
-    with _stages() as progress:
+    with stage_bars() as progress:
         result = check_parity(run, split=split, max_images=max_images,
-                              formats=_split_formats(formats), budgets=budgets,
+                              formats=comma_list(formats), budgets=budgets,
                               batch_size=batch_size, progress=progress)
+    refresh_report(run)
     if as_json:
         print_json(result.to_dict())
     else:
         _print_parity(result)
-    console.print(f"Wrote {Path(run) / 'parity.json'} and the manifest's parity summaries")
+    note(f"Wrote {esc(Path(run) / 'parity.json')} and the manifest's parity summaries")
     if not result.passed:
         raise BudgetError("parity failed for " + ", ".join(
             f"{a.file} ({'; '.join(a.breaches)})" for a in result.failed))
@@ -115,15 +93,16 @@ def _parity(run: Path = typer.Argument(..., help="Run directory (models/<name>).
 
 def _print_eval(result, out: Path) -> None:
     m = result.metrics
-    console.print(f"{Path(result.model).name} ({result.format}, {result.quantization}) on "
-                  f"{result.source}: {result.n_images} images, accuracy "
+    console.print(f"{esc(Path(result.model).name)} ({esc(result.format)}, "
+                  f"{esc(result.quantization)}) on {esc(result.source)}: {result.n_images} "
+                  "images, accuracy "
                   f"[bold]{m.accuracy:.2%}[/], top-{m.top_k} {m.top_k_accuracy:.2%}, "
                   f"macro F1 {m.macro_f1:.3f}")
     if result.skipped:
-        console.print(f"[yellow]{len(result.skipped)} image(s) skipped[/]: " + ", ".join(
-            f"{s['file']} ({s['reason']})" for s in result.skipped[:5]))
+        console.print(f"[yellow]{len(result.skipped)} image(s) skipped[/]: " + esc(", ".join(
+            f"{s['file']} ({s['reason']})" for s in result.skipped[:5])))
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {esc(w)}")
     scores = [c for c in m.per_class if c.support]   # classes with images in the data
     title = "per class"
     if len(scores) > MAX_CLASS_ROWS:
@@ -138,7 +117,7 @@ def _print_eval(result, out: Path) -> None:
         console.print(table("worst confusions", ["true", "predicted as", "images", "of class"],
                             [[c.true, c.predicted, c.count, f"{c.rate:.1%}"]
                              for c in m.worst_confusions]))
-    console.print(f"Wrote {out / 'eval.json'} and {out / 'confusion_matrix.png'}")
+    note(f"Wrote {esc(out / 'eval.json')} and {esc(out / 'confusion_matrix.png')}")
 
 
 def _eval(target: Path = typer.Argument(..., help="A run directory, or a model file: .keras, "
@@ -154,18 +133,20 @@ def _eval(target: Path = typer.Argument(..., help="A run directory, or a model f
           out: Optional[Path] = typer.Option(
               None, "--out", help="Output folder (default: the run; RUN/eval/<artifact>/ for "
               "an artifact; ./eval-<name>/ for another model file)."),
-          as_json: bool = typer.Option(False, "--json", help="Print eval.json."),
+          as_json: JsonOption = False,
           ) -> None:
     """Evaluate a run's checkpoint or any model file (see EVAL_HELP)."""
     from edgeclf.evaluate import default_out_dir, evaluate, write_eval
 
-    with _stages() as progress:
+    with stage_bars() as progress:
         result = evaluate(target, split=split, data=data, labels=labels,
                           max_images=max_images, progress=progress)
     out_dir = out or default_out_dir(target)
     write_eval(result, out_dir)
+    refresh_report(out_dir)
     if as_json:
         print_json(result.to_dict())
+        note(f"Wrote {esc(out_dir / 'eval.json')}")
     else:
         _print_eval(result, out_dir)
 

@@ -10,7 +10,8 @@ import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn)
 
-from .common import console, err_console, handle_errors, next_step, table
+from .common import (JsonOption, comma_list, console, err_console, esc, handle_errors, next_step,
+                     print_json, refresh_report, table)
 
 _H = "Training"
 
@@ -30,7 +31,7 @@ class ProgressView:
 
     def __call__(self, ev) -> None:  # noqa: ANN001 - edgeclf.train.ProgressEvent
         if ev.kind == "stage":
-            err_console.print(f"[cyan]>[/] {ev.message}", highlight=False)
+            err_console.print(f"[cyan]>[/] {esc(ev.message)}", highlight=False, soft_wrap=True)
         elif ev.kind == "epoch_start":
             self.bar.start()
             self.task = self.bar.add_task(f"phase {ev.phase} epoch {ev.epoch}/{ev.epochs}",
@@ -80,9 +81,9 @@ def print_metrics(result) -> None:  # noqa: ANN001 - edgeclf.train.TrainResult
                   f"(best epoch {m['best_epoch']}, phase {m['best_phase']}; "
                   f"{m['train_seconds']:.0f}s training, {m['images_per_second']:.0f} img/s)")
     if m.get("strategy"):
-        console.print(f"strategy {m['strategy']}: {m.get('strategy_reason', '')}",
+        console.print(f"strategy {esc(m['strategy'])}: {esc(m.get('strategy_reason', ''))}",
                       highlight=False)
-    console.print(f"run: {result.run_dir}")
+    console.print(f"run: {esc(result.run_dir)}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -149,17 +150,23 @@ def register(app: typer.Typer) -> None:
                                               "float16.", panel="Runtime"),
         workers: Optional[int] = _opt(None, "--workers", help="Loader threads.",
                                       panel="Runtime"),
+        cache_budget: Optional[str] = _opt(None, "--cache-budget", help="Most disk the "
+                                           "decode cache may take (500M, 20G; 0: stream) "
+                                           "[$EDGECLF_CACHE_BUDGET or no cap].",
+                                           panel="Runtime"),
         steps_per_epoch: Optional[int] = _opt(None, "--steps-per-epoch", panel="Runtime"),
         resume: bool = typer.Option(False, "--resume", help="Continue the run from its last "
                                     "completed epoch.", rich_help_panel="Runtime"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run.",
                                        rich_help_panel="Runtime"),
+        as_json: JsonOption = False,
     ) -> None:
         """Fine-tune a pretrained backbone on DATA_DIR; writes models/<name>/."""
-        flags = {k: v for k, v in locals().items() if k not in ("config",) and v is not None}
+        flags = {k: v for k, v in locals().items()
+                 if k not in ("config", "as_json") and v is not None}
         flags["data_dir"] = str(data_dir) if data_dir else None
         if ensemble:
-            flags["ensemble"] = tuple(s.strip() for s in ensemble.split(",") if s.strip())
+            flags["ensemble"] = comma_list(ensemble) or ()
         if backend:
             os.environ["KERAS_BACKEND"] = backend       # before Keras is imported
         from edgeclf.train import TrainConfig, train
@@ -170,7 +177,11 @@ def register(app: typer.Typer) -> None:
         if cfg.resume and cfg.data_dir is None:
             cfg = _with_saved_data_dir(cfg)
         result = train(cfg, progress=ProgressView())
-        print_metrics(result)
+        refresh_report(result.run_dir)
+        if as_json:
+            print_json({"run_dir": str(result.run_dir), "metrics": result.metrics})
+        else:
+            print_metrics(result)
         next_step(f"edgeclf export {result.run_dir} --format onnx")
 
 

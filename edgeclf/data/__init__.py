@@ -8,12 +8,14 @@ from typing import Callable
 
 from edgeclf.runtime.contract import Contract
 
-from .cache import DecodeCache, cache_root, load_or_build
+from .budget import CachePlan, parse_size, resolve_budget
+from .cache import CacheError, DecodeCache, cache_root, load_or_build
 from .check import DataReport, check_dataset, require_trainable
 from .scan import Dataset, Item, Problem, scan_dataset
 from .split import Split, make_split, parse_fractions
 
 __all__ = ["Dataset", "Item", "Problem", "scan_dataset", "DecodeCache", "load_or_build",
+           "CacheError", "CachePlan", "parse_size", "resolve_budget",
            "cache_root", "DataReport", "check_dataset", "require_trainable", "Split",
            "make_split", "parse_fractions", "PreparedData", "prepare_data"]
 
@@ -31,10 +33,17 @@ class PreparedData:
 
 def prepare_data(root: str | Path, contract: Contract, *, workers: int | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 require: bool = True) -> PreparedData:
-    """Scan, decode (or reuse the cache) and validate a dataset folder."""
-    dataset = scan_dataset(root)
-    cache = load_or_build(dataset, contract, workers=workers, progress=progress)
+                 require: bool = True, budget: int | None = None, sample: int | None = None,
+                 scan_progress: Callable[[int, int], None] | None = None,
+                 on_plan: Callable[[CachePlan], None] | None = None) -> PreparedData:
+    """Scan, decode (or reuse the cache) and validate a dataset folder.
+
+    ``budget``: most bytes the decode cache may take (None: no cap; above it the images
+    are checked and not cached). ``sample``: check only that many files (nothing cached).
+    """
+    dataset = scan_dataset(root, workers=workers, sample=sample, progress=scan_progress)
+    cache = load_or_build(dataset, contract, workers=workers, progress=progress,
+                          budget=0 if dataset.sampled else budget, on_plan=on_plan)
     report = check_dataset(dataset, cache)
     if require:
         require_trainable(report)

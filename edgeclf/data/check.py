@@ -34,6 +34,7 @@ class DataReport:
     small_classes: list[str] = field(default_factory=list)   # see SMALL_CLASS_RATIO
     warnings: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    sample: dict | None = None                     # {"checked": n, "listed": m} if sampled
 
     @property
     def n_usable(self) -> int:
@@ -55,6 +56,7 @@ class DataReport:
             "empty_classes": self.empty_classes,
             "imbalance": round(self.imbalance, 3), "small_classes": self.small_classes,
             "warnings": self.warnings,
+            **({"sample": self.sample} if self.sample else {}),
         }
 
 
@@ -85,7 +87,9 @@ def check_dataset(dataset: Dataset, cache: DecodeCache, *, min_size: int = MIN_S
                         n_files=len(dataset.items), problems=problems,
                         duplicates=sorted(dups), cross_class_duplicates=sorted(cross),
                         empty_classes=[c for c, n in counts.items() if n == 0],
-                        fingerprint=dataset.fingerprint)
+                        fingerprint=dataset.fingerprint,
+                        sample={"checked": dataset.n_read, "listed": dataset.n_files}
+                        if dataset.sampled else None)
     nonzero = [n for n in counts.values() if n]
     report.imbalance = (max(nonzero) / min(nonzero)) if nonzero else 1.0
     report.small_classes = small_classes(counts)
@@ -101,6 +105,9 @@ def small_classes(counts: dict[str, int]) -> list[str]:
 
 
 def _add_warnings(r: DataReport) -> None:
+    if r.sample:
+        r.warnings.append(f"only a sample was checked: {r.sample['checked']:,} of "
+                          f"{r.sample['listed']:,} files; counts and problems are the sample's")
     bad = [p for p in r.problems if p.kind != "small"]
     if bad:
         r.warnings.append(f"{len(bad)} file(s) skipped: "

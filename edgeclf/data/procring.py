@@ -17,7 +17,6 @@ consumer as a view and reuses it when the consumer asks for the next batch, so a
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import shutil
 import tempfile
 import weakref
@@ -27,17 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from .augment import AugmentConfig, augment_batch
+from .store import open_source, source_spec
 
 RING_FILE = "ring.f32"
 
-_images: np.ndarray | None = None       # per worker process
+_images = None                           # per worker process: memmap or store view
 _ring: np.ndarray | None = None
 
 
-def _init_worker(images: tuple, ring: tuple) -> None:
+def _init_worker(images: tuple | dict, ring: tuple) -> None:
     global _images, _ring
-    path, offset, shape = images
-    _images = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape)
+    _images = open_source(images)
     rpath, rshape = ring
     _ring = np.memmap(rpath, dtype=np.float32, mode="r+", shape=rshape)
 
@@ -60,14 +59,10 @@ def _fill(slot: int, idx: np.ndarray, cfg: dict, seed: list[int]) -> int:
     return len(idx)
 
 
-def memmap_source(images: np.ndarray) -> tuple | None:
-    """(path, offset, shape) of a uint8 memmap that other processes can open, else None."""
-    if not isinstance(images, np.memmap) or images.dtype != np.uint8:
-        return None
-    path = getattr(images, "filename", None)
-    if not path or not os.path.isfile(path) or not images.flags.c_contiguous:
-        return None
-    return (str(path), int(images.offset), tuple(images.shape))
+def memmap_source(images: np.ndarray) -> tuple | dict | None:
+    """What a worker process needs to reopen ``images`` (a memmapped, packed or streamed
+    dataset; see :mod:`edgeclf.data.store`), else None."""
+    return source_spec(images)
 
 
 def ring_folder(nbytes: int) -> Path:
@@ -85,7 +80,7 @@ def ring_folder(nbytes: int) -> Path:
 class ProcessRing:
     """A pool of ``workers`` processes and a ring of ``slots`` batch buffers."""
 
-    def __init__(self, source: tuple, batch_shape: tuple, *, workers: int, slots: int) -> None:
+    def __init__(self, source: tuple | dict, batch_shape: tuple, *, workers: int, slots: int) -> None:
         self.slots = int(slots)
         shape = (self.slots, *batch_shape)
         self.folder = ring_folder(int(np.prod(shape)) * 4)

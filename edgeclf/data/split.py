@@ -7,8 +7,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeclf.errors import ConfigError, DataError
+from edgeclf.errors import ConfigError, DataError, RunError
 from edgeclf.fsutil import read_json, write_json
+from edgeclf.run import RunPaths, run_lock
 
 SPLITS = ("train", "val", "test")
 
@@ -106,6 +107,22 @@ def make_split(root: Path, classes: list[str], relpaths: list[str], *,
     recorded = {p: hashes[p] for p in sorted(relpaths) if p in hashes} if hashes else None
     return Split(root=Path(root), classes=list(classes), seed=seed, fractions=fractions,
                  sha256=recorded, **out)
+
+
+def relocate_run(run_dir: str | Path, new_root: str | Path) -> Split:
+    """:func:`relocate_split` for a run, under its lock, keeping ``run.json``'s record of
+    the dataset's folder in step."""
+    paths = RunPaths(Path(run_dir))
+    if not paths.split.is_file():
+        raise RunError(f"{run_dir} has no split.json")
+    with run_lock(paths, purpose="relocate"):
+        split = relocate_split(paths.split, new_root)
+        if paths.run_json.is_file():
+            meta = read_json(paths.run_json)
+            if isinstance(meta.get("dataset"), dict):
+                meta["dataset"]["root"] = str(split.root)
+                write_json(paths.run_json, meta)
+    return split
 
 
 def relocate_split(path: str | Path, new_root: str | Path) -> Split:

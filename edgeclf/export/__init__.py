@@ -14,6 +14,7 @@ from typing import Callable
 from .onnx import describe_onnx, export_onnx
 from .savedmodel import describe_savedmodel, export_savedmodel
 from .tflite import describe_tflite, export_tflite
+from .web import describe_web, export_web
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
@@ -29,13 +30,14 @@ class FormatSpec:
     export: Callable             # (ctx, path, quantization) -> converter info dict
     describe: Callable           # (path) -> (inputs, outputs); also proves it loads
     stem: str = "model"
+    in_all: bool = True          # part of ``--format all`` (web needs onnxruntime-web)
 
     @property
     def is_dir(self) -> bool:
         return self.suffix == ""
 
     def filename(self, quantization: str) -> str:
-        """``model.onnx``, ``model.int8.tflite``, ``saved_model`` ..."""
+        """``model.onnx``, ``model.int8.tflite``, ``saved_model``, ``web.int8`` ..."""
         if quantization not in self.quantizations:
             raise ValueError(f"{self.name} has no quantization {quantization!r}")
         middle = "" if quantization == "none" else f".{quantization}"
@@ -49,6 +51,8 @@ FORMATS: dict[str, FormatSpec] = {
                        describe_onnx),
     "tflite": FormatSpec("tflite", "litert", ".tflite", QUANTIZATIONS, export_tflite,
                          describe_tflite),
+    "web": FormatSpec("web", "onnxruntime-web", "", QUANTIZATIONS, export_web, describe_web,
+                      stem="web", in_all=False),
 }
 
 

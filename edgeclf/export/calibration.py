@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from edgeclf.data.split import Split
 from edgeclf.errors import ExportError
 from edgeclf.runtime.contract import Contract
 from edgeclf.runtime.preprocess import preprocess_batch
+
+if TYPE_CHECKING:
+    from .context import ExportContext
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +118,14 @@ def anchor_pixel_range(images: np.ndarray) -> np.ndarray:
     images[0, -1, -1, :] = hi
     log.debug("calibration images did not span 0..255; anchored two pixels")
     return images
+
+
+def calibration_set(ctx: "ExportContext") -> "CalibrationSet":
+    """The export's int8 calibration set, sampled once from the run's training split."""
+    def make() -> CalibrationSet:
+        if not ctx.split_path.is_file():
+            raise ExportError(f"int8 calibration needs the run's split.json "
+                              f"({ctx.split_path} is missing)")
+        return load_calibration(Split.read(ctx.split_path), ctx.contract,
+                                size=ctx.calibration_size, seed=ctx.seed)
+    return ctx.memo("calibration", make)

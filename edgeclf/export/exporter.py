@@ -14,12 +14,10 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from edgeclf.report.html import refresh_report
-from edgeclf.data.split import Split
 from edgeclf.errors import ConfigError, EdgeclfError, ExportError, RunError
 from edgeclf.fsutil import atomic_path, partial_target, read_json, write_text
 from edgeclf.run import RunPaths, run_lock
@@ -28,11 +26,11 @@ from edgeclf.runtime.manifest import sha256_file
 from edgeclf.runtime.metadata import build_metadata
 
 from . import FORMATS, QUANTIZATIONS
-from .calibration import DEFAULT_CALIBRATION_SIZE, CalibrationSet, load_calibration
+from .calibration import DEFAULT_CALIBRATION_SIZE, calibration_set
+from .context import ExportContext
 from .manifest import float32_bytes, make_entry, read_existing, update_manifest
-from .onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert_float_onnx
+from .onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .onnx_quant import export_notes
-from .savedmodel import write_savedmodel
 from .tflite import INT8_IO_TYPES
 from .utils import as_float32, check_contract, load_checkpoint
 
@@ -53,6 +51,7 @@ class ExportConfig:
     calibration_size: int = DEFAULT_CALIBRATION_SIZE
     seed: int = 0
     int8_io: str = "uint8"              # int8 TFLite input/output type: uint8 | int8
+    ort_web: str | None = None          # onnxruntime-web tarball or folder (format web)
 
 
 @dataclass(frozen=True)
@@ -83,49 +82,6 @@ class ExportResult:
         return all(a.status != "failed" for a in self.artifacts)
 
 
-@dataclass
-class ExportContext:
-    """What the format exporters share: the float32 model, metadata, and intermediates
-    that are made once (float ONNX graph, calibration set, SavedModel)."""
-
-    model: Any
-    size: tuple[int, int]
-    meta: dict
-    contract: Contract
-    work_dir: Path
-    split_path: Path
-    opset: int = DEFAULT_OPSET
-    int8_io: str = "uint8"
-    calibration_size: int = DEFAULT_CALIBRATION_SIZE
-    seed: int = 0
-    _cache: dict = field(default_factory=dict)
-
-    def float_onnx(self) -> Path:
-        if "onnx" not in self._cache:
-            path = self.work_dir / "float32.onnx"
-            convert_float_onnx(self, path)
-            self._cache["onnx"] = path
-        return self._cache["onnx"]
-
-    def calibration(self) -> CalibrationSet:
-        if "calibration" not in self._cache:
-            if not self.split_path.is_file():
-                raise ExportError(f"int8 calibration needs the run's split.json "
-                                  f"({self.split_path} is missing)")
-            split = Split.read(self.split_path)
-            self._cache["calibration"] = load_calibration(
-                split, self.contract, size=self.calibration_size, seed=self.seed)
-        return self._cache["calibration"]
-
-    def saved_model(self) -> Path:
-        """A plain SavedModel of the float32 model (the TFLite converter's input)."""
-        if "savedmodel" not in self._cache:
-            path = self.work_dir / "saved_model"
-            write_savedmodel(self.model, self.size, path)
-            self._cache["savedmodel"] = path
-        return self._cache["savedmodel"]
-
-
 def plan_jobs(formats: tuple[str, ...] | list[str],
               quantizations: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     """The (format, quantization) pairs to export, in order; bad requests raise."""
@@ -138,7 +94,10 @@ def plan_jobs(formats: tuple[str, ...] | list[str],
         raise ConfigError(f"unknown format {bad_f or formats!r}; choose from "
                           f"{', '.join(FORMATS)} or all")
     jobs: list[tuple[str, str]] = []
-    for fmt in (FORMATS if "all" in formats else dict.fromkeys(formats)):
+    named = [f for f in formats if f != "all"]
+    if "all" in formats:
+        named = [f for f, spec in FORMATS.items() if spec.in_all] + named
+    for fmt in dict.fromkeys(named):
         spec = FORMATS[fmt]
         for q in dict.fromkeys(quantizations):
             if q in spec.quantizations:
@@ -181,11 +140,8 @@ def resolve_checkpoint(paths: RunPaths, checkpoint: str) -> Path:
 
 
 def _read_run(paths: RunPaths) -> tuple[list[str], Contract]:
-    try:
-        run = read_json(paths.run_json)
-        contract = Contract.from_dict(run["preprocessing"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RunError(f"{paths.run_json} has no usable preprocessing contract: {e}") from None
+    contract = paths.contract()
+    run = read_json(paths.run_json)
     labels = paths.read_labels()
     if run.get("classes") and list(run["classes"]) != labels:
         raise RunError(f"labels.txt and run.json disagree on the classes of {paths.root}")
@@ -245,7 +201,8 @@ def export_run(run_dir: str | Path, config: ExportConfig = ExportConfig(), *,
             ctx = ExportContext(model=model, size=size, meta=meta, contract=contract,
                                 work_dir=Path(work), split_path=paths.split,
                                 opset=config.opset, int8_io=config.int8_io,
-                                calibration_size=config.calibration_size, seed=config.seed)
+                                calibration_size=config.calibration_size, seed=config.seed,
+                                ort_web=config.ort_web)
             rows = []
             for i, (fmt, q) in enumerate(jobs):
                 if progress:
@@ -253,7 +210,6 @@ def export_run(run_dir: str | Path, config: ExportConfig = ExportConfig(), *,
                 rows.append(export_one(ctx, export_dir, fmt, q, ckpt))
             if progress:
                 progress(len(jobs), len(jobs), "done")
-    refresh_report(paths.root)
     return ExportResult(run=paths.root, export_dir=export_dir, manifest=paths.manifest,
                         checkpoint=checkpoint, artifacts=_relative_sizes(export_dir, rows))
 
@@ -296,7 +252,7 @@ def export_one(ctx: ExportContext, export_dir: Path, fmt: str, quantization: str
         return ArtifactResult(fmt, quantization, "failed",
                               message=f"unexpected {type(e).__name__}: {e}")
     seconds = time.perf_counter() - t0
-    calibration = ctx.calibration().to_dict() if quantization == "int8" else None
+    calibration = calibration_set(ctx).to_dict() if quantization == "int8" else None
     entry = make_entry(export_dir=export_dir, path=final, fmt=fmt, quantization=quantization,
                        inputs=inputs, outputs=outputs, meta=ctx.meta, checkpoint=checkpoint,
                        converter=converter, seconds=seconds, calibration=calibration)

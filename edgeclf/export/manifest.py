@@ -80,6 +80,17 @@ def update_manifest(export_dir: Path, entry: dict, *, meta: dict, checkpoint: di
     return manifest
 
 
+def record_parity(export_dir: Path, summaries: dict[str, dict]) -> dict:
+    """Set the ``"parity"`` summary of the entries named in ``summaries`` (by file); the
+    artifacts, their hashes and every other entry stay as they are."""
+    manifest = read_existing(export_dir)
+    for entry in manifest["artifacts"]:
+        if entry.get("file") in summaries:
+            entry["parity"] = summaries[entry["file"]]
+    write_json(export_dir / MANIFEST_NAME, manifest)
+    return manifest
+
+
 def float32_bytes(manifest: dict, fmt: str) -> int | None:
     """Size of the float32 artifact of ``fmt`` in the manifest (for relative sizes)."""
     for a in manifest.get("artifacts", []):

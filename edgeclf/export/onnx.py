@@ -4,8 +4,10 @@ the traced function instead, and leaves tensors captured by layers such as
 ``Normalization`` (inside EfficientNet) as extra graph inputs; the SavedModel is frozen
 with them as constants.
 
-The graph has a dynamic batch dimension, input ``image`` and output ``probabilities``; it
-is optimised offline by onnxruntime at the *basic* level (constant folding, Conv+BN/Add/Mul
+The graph has a dynamic batch dimension, input ``image`` (uint8 pixels, cast to float32
+inside the graph: a quarter of the bytes in and no conversion by the caller; every
+quantization is made from the float-input graph and gets the cast last) and output
+``probabilities``; it is optimised offline by onnxruntime at the *basic* level (constant folding, Conv+BN/Add/Mul
 fusions: portable, standard ONNX ops only), checked by ``onnx.checker``, and carries the
 edgeclf metadata in ``metadata_props``.
 """
@@ -20,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from edgeclf.errors import ExportError
 from edgeclf.runtime.metadata import onnx_props
 
-from .savedmodel import SIGNATURE
-from .utils import INPUT_NAME, OUTPUT_NAME, converter_versions
+from .savedmodel import SIGNATURE, traced_savedmodel
+from .utils import INPUT_NAME, OUTPUT_NAME, converter_versions, import_onnx
 
 if TYPE_CHECKING:
-    from .exporter import ExportContext
+    from .context import ExportContext
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +34,6 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 18
 ONNX_TOOLS = ("tf2onnx", "onnx", "onnxruntime", "keras", "tensorflow")
-
-
-def import_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise ExportError("ONNX export needs the onnx package: "
-                          "`pip install 'edgeclf[train]'`") from None
-    return onnx
 
 
 def import_tf2onnx() -> Any:
@@ -65,7 +58,7 @@ def convert_float_onnx(ctx: "ExportContext", path: Path) -> None:
         raise ExportError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET} "
                           f"(tf2onnx + onnxruntime), got {ctx.opset}")
     raw = path.with_name(path.stem + ".raw.onnx")
-    saved_model = ctx.saved_model()
+    saved_model = traced_savedmodel(ctx)
     tf2onnx = import_tf2onnx()
     try:
         graph_def, inputs, outputs, renames = tf2onnx.tf_loader.from_saved_model(
@@ -102,6 +95,28 @@ def rename_output(model: Any, name: str) -> None:
     graph.output[0].name = name
 
 
+def uint8_input(model: Any) -> bool:
+    """Make the graph take uint8 pixels: input ``image`` becomes uint8 and a ``Cast`` to
+    float32 feeds what read it (a quarter of the bytes in, no float conversion by the
+    caller). Returns False (graph unchanged) when the input is not float32."""
+    onnx = import_onnx()
+    graph = model.graph
+    inp = graph.input[0]
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        return False
+    cast_out = f"{inp.name}_as_float"
+    for node in graph.node:
+        node.input[:] = [cast_out if i == inp.name else i for i in node.input]
+    for out in graph.output:  # an identity graph: the output is the input itself
+        if out.name == inp.name:
+            raise ExportError("the ONNX graph returns its input unchanged")
+    cast = onnx.helper.make_node("Cast", [inp.name], [cast_out], to=onnx.TensorProto.FLOAT,
+                                 name=f"{inp.name}_uint8_to_float")
+    graph.node.insert(0, cast)
+    inp.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    return True
+
+
 def optimise(src: Path, dst: Path) -> None:
     """Offline onnxruntime optimisation at the basic (portable) level."""
     import onnxruntime as ort
@@ -116,10 +131,14 @@ def optimise(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def finish_onnx(src: Path, dst: Path, meta: dict, *, check: bool = True) -> None:
-    """Add the edgeclf metadata and the producer name, run the checker, save to ``dst``."""
+def finish_onnx(src: Path, dst: Path, meta: dict, *, check: bool = True,
+                pixels_uint8: bool = True) -> None:
+    """Make the input uint8 pixels (:func:`uint8_input`; ``pixels_uint8``), add the edgeclf
+    metadata and the producer name, run the checker, save to ``dst``."""
     onnx = import_onnx()
     model = onnx.load(str(src))
+    if pixels_uint8:
+        uint8_input(model)
     del model.metadata_props[:]
     for key, value in onnx_props(meta).items():
         entry = model.metadata_props.add()
@@ -137,12 +156,12 @@ def finish_onnx(src: Path, dst: Path, meta: dict, *, check: bool = True) -> None
 def export_onnx(ctx: "ExportContext", path: Path, quantization: str) -> dict:
     """Write an ONNX artifact at ``path``; quantized variants start from the float graph."""
     if quantization == "none":
-        finish_onnx(ctx.float_onnx(), path, ctx.meta)
+        finish_onnx(float_onnx(ctx), path, ctx.meta)
         return converter_versions(*ONNX_TOOLS)
     from .onnx_quant import quantize_onnx
 
     quantized = ctx.work_dir / f"quantized.{quantization}.onnx"
-    options = quantize_onnx(ctx, ctx.float_onnx(), quantized, quantization)
+    options = quantize_onnx(ctx, float_onnx(ctx), quantized, quantization)
     finish_onnx(quantized, path, ctx.meta)
     quantized.unlink(missing_ok=True)
     return {**converter_versions(*ONNX_TOOLS), **options}
@@ -165,3 +184,12 @@ def describe_onnx(path: Path) -> tuple[list[dict], list[dict]]:
         return {"name": arg.name, "shape": shape, "dtype": dtype}
 
     return [one(a) for a in sess.get_inputs()], [one(a) for a in sess.get_outputs()]
+
+
+def float_onnx(ctx: "ExportContext") -> Path:
+    """The float32 ONNX graph, converted once per export (quantized ONNX starts from it)."""
+    def make() -> Path:
+        path = ctx.work_dir / "float32.onnx"
+        convert_float_onnx(ctx, path)
+        return path
+    return ctx.memo("onnx", make)

@@ -1,7 +1,8 @@
 """ONNX quantization with onnxruntime's tools: static int8 (QDQ, U8U8, per-channel weights,
 calibrated on the same training images as TFLite int8), dynamic-range, and float16.
 
-Inputs and outputs stay float32 in every variant, so the model contract is unchanged; the
+Inputs and outputs stay as in the float graph in every variant (uint8 pixels in, added by
+``finish_onnx`` after quantizing; float32 probabilities out), so the contract is unchanged; the
 final Softmax stays in float (probabilities keep their resolution).
 """
 
@@ -16,12 +17,12 @@ import numpy as np
 
 from edgeclf.errors import ExportError
 
-from .onnx import import_onnx
-from .utils import INPUT_NAME, cpu_flags, int8_speed_warning
+from .calibration import calibration_set
+from .utils import INPUT_NAME, cpu_flags, import_onnx, int8_speed_warning
 
 if TYPE_CHECKING:
     from .calibration import CalibrationSet
-    from .exporter import ExportContext
+    from .context import ExportContext
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def quantize_onnx(ctx: "ExportContext", src: Path, dst: Path, quantization: str)
     """Write the ``quantization`` variant of the float ONNX model ``src`` to ``dst``;
     return the options used (recorded in the manifest)."""
     if quantization == "int8":
-        return quantize_int8(src, dst, ctx.calibration(), ctx.work_dir)
+        return quantize_int8(src, dst, calibration_set(ctx), ctx.work_dir)
     if quantization == "dynamic":
         return quantize_dynamic(src, dst)
     if quantization == "float16":

@@ -17,7 +17,7 @@ from edgeclf.runtime.metadata import write_savedmodel_assets
 from .utils import INPUT_NAME, OUTPUT_NAME, converter_versions, import_keras, input_spec
 
 if TYPE_CHECKING:
-    from .exporter import ExportContext
+    from .context import ExportContext
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,11 @@ def write_savedmodel(model, size: tuple[int, int], path: Path) -> None:
 def export_savedmodel(ctx: "ExportContext", path: Path, quantization: str) -> dict:
     """Write the SavedModel directory at ``path``; returns the converter versions.
 
-    The SavedModel is traced once per export (``ctx.saved_model()``, also the TFLite
+    The SavedModel is traced once per export (``traced_savedmodel(ctx)``, also the TFLite
     converter's input) and copied here with the edgeclf assets added."""
     if quantization != "none":
         raise ExportError(f"savedmodel supports quantization 'none' only, got {quantization!r}")
-    shutil.copytree(ctx.saved_model(), path)
+    shutil.copytree(traced_savedmodel(ctx), path)
     write_savedmodel_assets(path, ctx.meta)
     return converter_versions("tensorflow", "keras")
 
@@ -77,3 +77,13 @@ def _spec(name: str, info) -> dict:
 
     dims = [d.size if d.size >= 0 else None for d in info.tensor_shape.dim]
     return {"name": name, "shape": dims, "dtype": tf.dtypes.as_dtype(info.dtype).name}
+
+
+def traced_savedmodel(ctx: "ExportContext") -> Path:
+    """A plain SavedModel of the float32 model, traced once per export (the TFLite and ONNX
+    converters' input)."""
+    def make() -> Path:
+        path = ctx.work_dir / "saved_model"
+        write_savedmodel(ctx.model, ctx.size, path)
+        return path
+    return ctx.memo("savedmodel", make)

@@ -8,7 +8,11 @@ input/output: with the 0..255 input, uint8 input has scale 1 and zero point 0 (r
 are the input).
 The dynamic and int8 models are then re-serialized with each distinct quantization vector
 stored once (``tflite_compact``: lossless; the per-channel zero points are all zeros).
-The edgeclf metadata is appended as a zip (``edgeclf.runtime.metadata.embed_tflite``).
+Standard TFLite Metadata is then added to the flatbuffer (``tflite_metadata``: what
+MediaPipe Tasks reads) and the associated files (``labels.txt``, ``edgeclf.json``) are
+appended as one zip (``edgeclf.runtime.metadata.embed_tflite``). Where the metadata cannot
+be written, the artifact is the plain model with the zip, and the reason is logged and
+recorded in the manifest entry (``converter.tflite_metadata``).
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 from edgeclf.errors import ExportError
 from edgeclf.runtime.metadata import embed_tflite
 
-from .savedmodel import SIGNATURE
+from .calibration import calibration_set
+from .savedmodel import SIGNATURE, traced_savedmodel
 from .tflite_compact import COMPACTED, compact_tflite
 from .tflite_int8 import quantize_int8
-from .utils import converter_versions
+from .tflite_metadata import add_metadata
+from .utils import converter_versions, interpreter_class  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
-    from .exporter import ExportContext
+    from .context import ExportContext
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +44,7 @@ def make_converter(ctx: "ExportContext", quantization: str) -> Any:
     """A TFLiteConverter configured for ``quantization``."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(ctx.saved_model()),
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(traced_savedmodel(ctx)),
                                                          signature_keys=[SIGNATURE])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization == "none":
@@ -47,7 +53,7 @@ def make_converter(ctx: "ExportContext", quantization: str) -> Any:
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif quantization == "int8":
-        calibration = ctx.calibration()
+        calibration = calibration_set(ctx)
         io_type = {"uint8": tf.uint8, "int8": tf.int8}[ctx.int8_io]
 
         def representative():
@@ -73,7 +79,7 @@ def export_tflite(ctx: "ExportContext", path: Path, quantization: str) -> dict:
     try:
         if quantization == "int8":
             flatbuffer, record = quantize_int8(
-                converter, ctx.calibration().images, converter.inference_input_type,
+                converter, calibration_set(ctx).images, converter.inference_input_type,
                 seed=ctx.seed)
             options = {"int8_io": ctx.int8_io, "int8_ranges": record}
         else:
@@ -87,20 +93,17 @@ def export_tflite(ctx: "ExportContext", path: Path, quantization: str) -> dict:
             options["compacted"] = compacted
     if quantization == "int8":
         check_int8_input(flatbuffer, ctx.int8_io)
+    with_metadata, reason = add_metadata(flatbuffer, ctx.meta)
+    if with_metadata is None:
+        log.warning("%s: standard TFLite metadata not written (%s); the model keeps edgeclf's "
+                    "labels and contract in its appended zip only", path.name, reason)
+        options["tflite_metadata"] = {"written": False, "reason": reason}
+    else:
+        flatbuffer = with_metadata
+        options["tflite_metadata"] = {"written": True}
     path.write_bytes(flatbuffer)
     embed_tflite(path, ctx.meta)
     return {**converter_versions(*TFLITE_TOOLS), **options}
-
-
-def interpreter_class() -> Any:
-    """LiteRT's Interpreter, or TensorFlow's where ai-edge-litert is not installed."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    return Interpreter
 
 
 def _interpreter(model: bytes | Path) -> Any:

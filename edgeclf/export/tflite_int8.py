@@ -116,7 +116,7 @@ def _unclipped(model) -> set[int]:
 
 def _tensor_keeping_interpreter(model: bytes) -> Any:
     """An interpreter that keeps every tensor (no buffer reuse), allocated."""
-    from .tflite import interpreter_class
+    from .utils import interpreter_class
 
     with warnings.catch_warnings():   # "intended for debugging": here it is the point
         warnings.simplefilter("ignore", UserWarning)

@@ -6,19 +6,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from functools import lru_cache
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 from edgeclf.errors import ExportError, ModelError
+from edgeclf.machine import cpu_flags, has_fast_int8, package_versions
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 #: CPU flags that make int8 matrix products faster than float32 in onnxruntime's kernels.
-INT8_FAST_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512vnni", "asimddp", "i8mm")
 
 
 def import_keras() -> Any:
@@ -123,34 +121,9 @@ def input_spec(size: tuple[int, int]) -> Any:
     return tf.TensorSpec((None, size[0], size[1], 3), tf.float32, name=INPUT_NAME)
 
 
-#: distributions that install the same import package (tensorflow-cpu provides tensorflow)
-_DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos")}
-
-
-def package_version(name: str) -> str:
-    for dist in _DISTRIBUTIONS.get(name, (name,)):
-        try:
-            return importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return ""
-
-
 def converter_versions(*names: str) -> dict[str, str]:
     """Versions of the packages that made an artifact (only those installed)."""
-    return {n: v for n in names if (v := package_version(n))}
-
-
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+    return package_versions(names, installed_only=True)
 
 
 def int8_speed_warning(flags: frozenset[str] | None = None) -> str | None:
@@ -158,9 +131,25 @@ def int8_speed_warning(flags: frozenset[str] | None = None) -> str | None:
     flags = cpu_flags() if flags is None else flags
     if not flags:
         return None
-    if any(f in flags for f in INT8_FAST_FLAGS):
+    if has_fast_int8(flags):
         return None
     has = "AVX2" if "avx2" in flags else "no AVX2"
     return (f"this CPU has no VNNI/AMX/dot-product int8 instructions ({has}): "
             "onnxruntime's int8 kernels are expected to be no faster, often slower, than "
             "float32 here; the quantized model mainly saves size")
+
+
+def import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx package: "
+                          "`pip install 'edgeclf[train]'`") from None
+    return onnx
+
+
+def interpreter_class() -> Any:
+    """The TFLite interpreter the embedded runtime uses (LiteRT's, else TensorFlow's)."""
+    from edgeclf.runtime._tflite import _interpreter_class
+
+    return _interpreter_class()[0]

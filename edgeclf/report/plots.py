@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from .readers import History, num, pick
+from .readers import History, num
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, list]:
@@ -77,31 +77,8 @@ def confusion_matrix(matrix: list[list[Any]], classes: list[str]) -> bytes:
 
 
 def latency(results: list[dict]) -> bytes | None:
-    """p50 latency against batch size, one line per (artifact, device, threads); log scale."""
-    lines: dict[str, list[tuple[float, float]]] = {}
-    for r in results:
-        batch, p50 = num(pick(r, "batch_size")), num(pick(r, "p50_ms"))
-        if batch is None or p50 is None or p50 <= 0:
-            continue
-        label = (f"{pick(r, 'artifact', default='?')} [{pick(r, 'device', default='?')}"
-                 f", {pick(r, 'threads', default='?')} thr]")
-        lines.setdefault(label, []).append((batch, p50))
-    if not lines:
-        return None
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    """The bench's latency chart (when ``bench.png`` itself cannot be shown)."""
+    from edgeclf.plotting import latency_panel
 
     fig, (ax,) = _figure(7.5, 4.2)
-    for label, pts in sorted(lines.items()):
-        pts.sort()
-        ax.plot(*zip(*pts), marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    batches = sorted({b for pts in lines.values() for b, _ in pts})
-    ax.set_xticks(batches, [f"{b:g}" for b in batches])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("p50 latency (ms)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="best")
-    return _png(fig)
+    return _png(fig) if latency_panel(ax, results) else None

@@ -1,7 +1,7 @@
 """What the predictor needs from an inference engine, and the rules shared by all engines.
 
 A backend wraps one loaded model (an onnxruntime session or a LiteRT interpreter) and turns a
-uint8 NHWC batch into the model's raw output as float32 ``(N, C)``: it feeds the input in the
+uint8 NHWC batch (float pixels too, for a float-input model) into the model's raw output as float32 ``(N, C)``: it feeds the input in the
 model's own dtype (quantizing for integer models) and dequantizes integer outputs.
 
 Input quantization rule (integer-input models):
@@ -66,13 +66,18 @@ def _fmt(shape: tuple) -> str:
 
 
 def feed(pixels: np.ndarray, inp: TensorInfo, *, foreign: bool) -> np.ndarray:
-    """Convert a uint8 pixel batch to what the model's input tensor takes (module docstring)."""
+    """Convert a pixel batch to what the model's input tensor takes (module docstring):
+    uint8 pixels for any model, float pixels (0..255 with fractions) for a float model."""
     if inp.dtype in (np.float32, np.float16):
-        return pixels.astype(inp.dtype)
+        return pixels.astype(inp.dtype, copy=False)
+    if pixels.dtype != np.uint8:
+        raise ModelError(f"this model takes {inp.dtype} input; it cannot be fed "
+                         f"{pixels.dtype} pixels without rounding them")
     info = np.iinfo(inp.dtype)
     if foreign or inp.scale <= 0:
-        shift = 0 if inp.dtype == np.uint8 else -128
-        return (pixels.astype(np.int16) + shift).astype(inp.dtype)
+        if inp.dtype == np.uint8:
+            return pixels            # raw pixels (edgeclf's uint8-input graphs): no copy
+        return (pixels.astype(np.int16) - 128).astype(inp.dtype)
     q = np.round(pixels.astype(np.float32) / inp.scale) + inp.zero_point
     return np.clip(q, info.min, info.max).astype(inp.dtype)
 
@@ -81,7 +86,7 @@ def dequantize(y: np.ndarray, out: TensorInfo) -> np.ndarray:
     """Integer outputs become real values with the tensor's scale and zero point."""
     if np.issubdtype(y.dtype, np.integer) and out.scale > 0:
         return ((y.astype(np.float32) - out.zero_point) * out.scale).astype(np.float32)
-    return y.astype(np.float32)
+    return y.astype(np.float32, copy=False)
 
 
 class Backend(abc.ABC):
@@ -121,6 +126,8 @@ class Backend(abc.ABC):
         """
         fixed = self.fixed_batch
         step = fixed or MAX_CHUNK
+        if len(pixels) == step or (not fixed and 0 < len(pixels) <= step):
+            return self._run(pixels)     # one chunk as it is: no list, no concatenation
         parts = []
         for i in range(0, len(pixels), step):
             chunk = pixels[i:i + step]

@@ -11,7 +11,7 @@ provider that really runs is ``OnnxBackend.provider``.
 
 Session options: all graph optimisations, ``intra_op_num_threads = threads`` (None: one per
 core, onnxruntime's default), one inter-op thread, sequential execution, warnings only;
-intra-op threads spin during a run and stop when it returns.
+intra-op threads never spin (:data:`DEFAULT_SESSION_CONFIG`; ``session_config=`` changes it).
 """
 
 from __future__ import annotations
@@ -87,20 +87,34 @@ def _create(ort, path: Path, so, providers: list):
         return ort.InferenceSession(os.fspath(path), so, providers=rest)
 
 
-def _session_options(ort, threads: int | None):
+#: session config entries the predictor sets (``session_config=`` adds to / overrides them).
+#: Intra-op threads never spin: they block when out of work. Measured on this project's
+#: 2-core machine shared with other jobs (batch 1, 2 threads, MobileNetV2, ops taking turns
+#: in one process; benchmarks/results/predictor-levers-*): never spinning 1.5-1.7x faster
+#: than spinning within a run (a spinning thread takes the time slices its sibling needs),
+#: and it burns no CPU of the host between or during waits. On an idle dedicated machine
+#: spinning within a run was ~10% faster (bench-cpu-*T2125.md): pass
+#: ``session_config={"session.intra_op.allow_spinning": "1"}`` there.
+DEFAULT_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
+
+
+def _session_options(ort, threads: int | None, config: dict[str, str] | None = None):
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = int(threads or 0)
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    # Intra-op threads spin while a run is in progress (batch 1 hands ~60 small ops to the
-    # pool in turn; waking a sleeping thread for each costs ~2 ms per MobileNetV2 call) and
-    # stop spinning as soon as the run returns, so an embedded predictor burns no CPU of
-    # its host between requests. Batch 1 / 2 threads, MobileNetV2: ~10% faster than never
-    # spinning, as fast as spinning throughout (benchmarks/results/bench-cpu-*T2125.md).
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    so.add_session_config_entry("session.force_spinning_stop", "1")
+    entries = {**DEFAULT_SESSION_CONFIG, **(config or {})}
+    if entries.get("session.intra_op.allow_spinning") == "1":
+        # spin within a run only: an embedded predictor burns no CPU between requests
+        entries.setdefault("session.force_spinning_stop", "1")
+    for key, value in entries.items():
+        try:
+            so.add_session_config_entry(str(key), str(value))
+        except Exception as e:  # noqa: BLE001 - onnxruntime refuses an entry it cannot take
+            raise ModelError(f"onnxruntime refused session config {key}={value!r}: {e}") \
+                from None
     return so
 
 
@@ -118,14 +132,15 @@ class OnnxBackend(Backend):
     format = "onnx"
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None,
-                 input_quant: dict | None = None):
+                 input_quant: dict | None = None, session_config: dict | None = None):
         ort = _import_ort()
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         providers = _providers(ort, device)
+        options = _session_options(ort, threads, session_config)
         try:
-            self.session = _create(ort, path, _session_options(ort, threads), providers)
+            self.session = _create(ort, path, options, providers)
         except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail...)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{path} is not a usable ONNX model: {first}") from None

@@ -4,7 +4,9 @@
   ``TFL3`` identifier, anything else is tried as ONNX);
 - an export directory holding ``manifest.json``, or a run directory holding
   ``export/manifest.json``: the entry with ``format`` (default ``"onnx"``) and
-  ``quantization`` (default ``"none"``, i.e. float32) is used, after its sha256 is checked.
+  ``quantization`` (default ``"none"``, i.e. float32) is used, after its sha256 is checked;
+  when neither is given, the fastest parity-passing artifact benchmarked on this machine
+  (``_choose.py``) instead, with ``ModelSource.reason`` saying which and why.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class ModelSource:
     format: str
     manifest: dict | None = None      # the export manifest when loaded from a directory
     entry: dict = field(default_factory=dict)   # the manifest's artifact entry
+    reason: str | None = None         # why this artifact, when the runtime chose it
 
     @property
     def input_quant(self) -> dict | None:
@@ -31,8 +34,8 @@ class ModelSource:
         return inputs[0] if inputs and isinstance(inputs[0], dict) else None
 
 
-def resolve(path: str | Path, *, format: str | None = None,
-            quantization: str | None = None) -> ModelSource:
+def resolve(path: str | Path, *, format: str | None = None, quantization: str | None = None,
+            device: str = "cpu", threads: int | None = None) -> ModelSource:
     path = Path(path)
     if format is not None and format not in RUNTIME_FORMATS:
         raise ModelError(f"the runtime runs {' and '.join(RUNTIME_FORMATS)} models; "
@@ -40,7 +43,7 @@ def resolve(path: str | Path, *, format: str | None = None,
     if not path.exists():
         raise ModelError(f"model not found: {path}")
     if path.is_dir():
-        return _from_dir(path, format or "onnx", quantization or "none")
+        return _from_dir(path, format, quantization, device, threads)
     if quantization is not None:
         raise ModelError(f"quantization={quantization!r} picks an artifact of an export "
                          f"manifest; {path} is a single model file")
@@ -59,7 +62,8 @@ def sniff_format(path: Path) -> str:
     return "tflite" if head[4:8] == b"TFL3" else "onnx"
 
 
-def _from_dir(path: Path, fmt: str, quantization: str) -> ModelSource:
+def _from_dir(path: Path, fmt: str | None, quantization: str | None, device: str,
+              threads: int | None) -> ModelSource:
     if (path / MANIFEST_NAME).is_file():
         export_dir = path
     elif (path / "export" / MANIFEST_NAME).is_file():
@@ -69,6 +73,15 @@ def _from_dir(path: Path, fmt: str, quantization: str) -> ModelSource:
                          f"export/{MANIFEST_NAME}: give a model file, an export directory or "
                          "an exported run (`edgeclf export RUN`)")
     manifest = load_manifest(export_dir)
+    reason = None
+    if fmt is None and quantization is None:
+        from ._choose import choose
+
+        chosen, reason = choose(export_dir, manifest, device=device, threads=threads)
+        if chosen is not None:
+            return ModelSource(verify_artifact(export_dir, chosen), chosen["format"],
+                               manifest, chosen, reason)
+    fmt, quantization = fmt or "onnx", quantization or "none"
     entries = [a for a in manifest["artifacts"] if isinstance(a, dict) and "file" in a]
     match = [a for a in entries
              if a.get("format") == fmt and a.get("quantization", "none") == quantization]
@@ -79,4 +92,4 @@ def _from_dir(path: Path, fmt: str, quantization: str) -> ModelSource:
                          f"(it has: {have}); pick one with format=/quantization=")
     entry = match[0]
     artifact = verify_artifact(export_dir, entry)
-    return ModelSource(artifact, fmt, manifest, entry)
+    return ModelSource(artifact, fmt, manifest, entry, reason)

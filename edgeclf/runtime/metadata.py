@@ -2,9 +2,12 @@
 
 - ONNX: ``metadata_props`` keys ``edgeclf.labels`` (JSON list), ``edgeclf.preprocessing``
   (contract JSON), ``edgeclf.version``, ``edgeclf.checkpoint_sha256``.
-- TFLite: a zip archive appended to the flatbuffer (the same trick TFLite Support uses for
-  associated files; interpreters ignore trailing bytes) holding ``edgeclf.json`` and
-  ``labels.txt``.
+- TFLite: a zip archive appended to the flatbuffer (TFLite Support's associated files;
+  interpreters ignore trailing bytes) holding ``edgeclf.json`` and ``labels.txt``; the
+  exporter also writes standard TFLite Metadata into the flatbuffer that names
+  ``labels.txt`` as the output's labels (``edgeclf.export.tflite_metadata``). Artifacts
+  from before that (the zip written on its own, offsets counted from the zip's start) read
+  the same.
 - SavedModel: ``assets.extra/edgeclf.json`` and ``assets.extra/labels.txt``.
 
 Stdlib only, so the runtime can read it without TensorFlow.
@@ -23,6 +26,7 @@ KEY_CONTRACT = "edgeclf.preprocessing"
 KEY_VERSION = "edgeclf.version"
 KEY_CHECKPOINT = "edgeclf.checkpoint_sha256"
 SIDECAR = "edgeclf.json"
+LABELS_FILE = "labels.txt"
 
 
 def build_metadata(labels: list[str], contract: Contract, *, checkpoint_sha256: str = "",
@@ -55,16 +59,17 @@ def from_onnx_props(props: dict[str, str]) -> dict | None:
 
 
 def embed_tflite(path: str | Path, meta: dict) -> None:
-    """Append the metadata zip to a ``.tflite`` file (in place)."""
-    import io
+    """Append the associated-files zip (``edgeclf.json`` + ``labels.txt``) to a ``.tflite``
+    file, in place. Written as TFLite Support's MetadataPopulator writes it (``zipfile`` in
+    append mode: member offsets count from the start of the file), so the files that the
+    standard TFLite metadata names (``labels.txt``) are where MediaPipe looks for them.
+    Stored uncompressed: TFLite Support's metadata extractor (used by MediaPipe) hands out
+    views into the model buffer and refuses compressed members."""
     import zipfile  # imported here: the runtime's import time matters (cold start)
 
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_STORED) as zf:
         zf.writestr(SIDECAR, json.dumps(meta, indent=2))
-        zf.writestr("labels.txt", "\n".join(meta["labels"]) + "\n")
-    with open(path, "ab") as fh:
-        fh.write(buf.getvalue())
+        zf.writestr(LABELS_FILE, "\n".join(meta["labels"]) + "\n")
 
 
 def read_tflite(path: str | Path) -> dict | None:

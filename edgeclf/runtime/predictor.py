@@ -114,6 +114,26 @@ def _as_list(images: Any) -> list:
     return list(images)
 
 
+def _float_pixels(batch: np.ndarray, model_dtype: np.dtype) -> np.ndarray:
+    """A float batch as run() feeds it: uint8 when its values are whole (exact for every
+    model), else the floats themselves for a float-input model; never a silent rounding."""
+    if batch.size == 0:
+        return batch.astype(np.uint8)
+    if not np.isfinite(batch).all() or batch.min() < 0 or batch.max() > 255:
+        raise ImageError("run() takes pixel values 0..255; the float batch has values "
+                         f"outside that range (min {batch.min():.3g}, max {batch.max():.3g})")
+    if np.array_equal(np.rint(batch), batch):
+        return batch.astype(np.uint8)
+    if batch.max() <= 1.0:
+        raise ImageError("the float batch holds fractions within 0..1: it looks normalised; "
+                         "run() takes 0..255 pixel values (the model normalises inside)")
+    if np.issubdtype(model_dtype, np.integer):
+        raise ModelError(f"this model takes {np.dtype(model_dtype).name} pixels and the float "
+                         "batch has fractional values; round them (np.rint) or pass uint8 "
+                         "pixels: edgeclf does not round them silently")
+    return batch.astype(np.float32, copy=False)
+
+
 def _source_name(item: Any) -> str | None:
     return os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
 
@@ -134,23 +154,35 @@ class Predictor:
         self.contract = contract
         self.path = Path(path)
         self.threads = threads
+        #: why from_path loaded this artifact, when it chose among a run's (else None)
+        self.selection: str | None = None
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, *, device: str = "cpu",
                   threads: int | None = None, labels: list[str] | str | os.PathLike | None = None,
                   contract: Contract | dict | None = None, format: str | None = None,
-                  quantization: str | None = None) -> "Predictor":
+                  quantization: str | None = None,
+                  session_config: dict[str, str] | None = None) -> "Predictor":
         """Load a model file (``.onnx``/``.tflite``), an export directory or a run directory.
 
-        Directories use ``export/manifest.json``: by default the float32 ONNX artifact;
-        ``format=``/``quantization=`` pick another entry. Its sha256 is checked first.
+        Directories use ``export/manifest.json``: by default the fastest artifact that
+        passed ``edgeclf parity``, as measured on this machine for ``device``/``threads``
+        by ``edgeclf bench`` (``RUN/bench.json``), else the float32 ONNX artifact; which and
+        why is in :attr:`selection` (and logged). ``format=``/``quantization=`` pick an
+        entry themselves. Its sha256 is checked first.
         ``device``: ``"cpu"``, ``"gpu"`` (raises :class:`DeviceError` when no GPU provider
         can run: never a silent CPU fall-back) or ``"auto"`` (see :attr:`provider`).
         ``labels``/``contract`` override the model's metadata and are required (labels) for
-        a model without edgeclf metadata.
+        a model without edgeclf metadata. ``session_config``: onnxruntime session config
+        entries added to (or replacing) the predictor's own (``_onnx.DEFAULT_SESSION_CONFIG``;
+        e.g. ``{"session.intra_op.allow_spinning": "1"}`` on an idle dedicated machine);
+        ignored by TFLite models.
         """
-        source = resolve(path, format=format, quantization=quantization)
-        backend = _open_backend(source, device, threads)
+        source = resolve(path, format=format, quantization=quantization, device=device,
+                         threads=threads)
+        if source.reason:
+            log.info("%s: loading %s", path, source.reason)
+        backend = _open_backend(source, device, threads, session_config)
         # the manifest (hash-checked) first, then the metadata embedded in the artifact
         meta = _merge(source.manifest, backend.metadata)
         if source.manifest is not None:
@@ -163,9 +195,11 @@ class Predictor:
             raise
         log.debug("loaded %s (%s on %s, %d classes)", source.path, source.format,
                   backend.provider, len(resolved_labels))
-        return cls(backend, labels=resolved_labels, contract=resolved_contract,
-                   path=source.path, threads=threads,
-                   quantization=source.entry.get("quantization"))
+        predictor = cls(backend, labels=resolved_labels, contract=resolved_contract,
+                        path=source.path, threads=threads,
+                        quantization=source.entry.get("quantization"))
+        predictor.selection = source.reason
+        return predictor
 
     # -- what runs --------------------------------------------------------------------------
     @property
@@ -197,8 +231,9 @@ class Predictor:
         from an export; ``int8`` for an integer model file; None when a file cannot tell."""
         if self._quantization is not None:
             return self._quantization
-        integer = (np.issubdtype(self.input_dtype, np.integer)
-                   or self._backend.output_is_quantized)
+        # an ONNX graph may take uint8 pixels and still compute in float (edgeclf's exports)
+        integer = (self._backend.output_is_quantized
+                   or (self.format == "tflite" and np.issubdtype(self.input_dtype, np.integer)))
         return "int8" if integer else None
 
     @property
@@ -212,15 +247,21 @@ class Predictor:
         return preprocess_batch(_as_list(images), self.contract, threads=self.threads)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (N, C) float32 for an already preprocessed uint8 (N, H, W, 3) batch."""
+        """Probabilities (N, C) float32 for an already preprocessed (N, H, W, 3) batch of
+        0..255 RGB pixels: uint8, or float (whole values are converted to uint8 exactly;
+        fractional values go to a float-input model as they are and are a
+        :class:`ModelError` for a uint8-input one; 0..1 data is an :class:`ImageError`)."""
         h, w = self.contract.size
-        if (not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4
-                or batch.shape[1:] != (h, w, 3)):
+        if (not isinstance(batch, np.ndarray) or batch.ndim != 4
+                or batch.shape[1:] != (h, w, 3)
+                or not (batch.dtype == np.uint8 or np.issubdtype(batch.dtype, np.floating))):
             got = (f"{batch.dtype} {batch.shape}" if isinstance(batch, np.ndarray)
                    else type(batch).__name__)
             raise ImageError(f"run() takes a uint8 array of shape (N, {h}, {w}, 3); got {got}")
         if self._backend is None:
             raise ModelError(f"predictor for {self.path} is closed")
+        if batch.dtype != np.uint8:
+            batch = _float_pixels(batch, self._backend.input.dtype)
         y = self._backend.run(np.ascontiguousarray(batch))
         if len(batch) and y.shape[1] != len(self.labels):
             raise ModelError(f"the model returned {y.shape[1]} scores for {len(self.labels)} "
@@ -247,17 +288,23 @@ class Predictor:
         result = preprocess_batch(items, self.contract, threads=self.threads)
         if strict and result.errors:
             raise result.errors[0][1]
+        return self.predictions(items, result, top_k)
+
+    def predictions(self, items: list, result: BatchResult, top_k: int, *,
+                    first: int = 0) -> list[Prediction]:
+        """Run a preprocessed batch: one :class:`Prediction` per item of ``items`` (those in
+        ``result.errors`` carry their error), indexed from ``first``."""
         probs = self.run(result.array) if result.ok else None
         out: list[Prediction | None] = [None] * len(items)
         k = min(top_k, len(self.labels))
         for row, i in enumerate(result.ok):
             p = probs[row]
             top = np.argsort(-p, kind="stable")[:k]
-            out[i] = Prediction(i, _source_name(items[i]),
+            out[i] = Prediction(first + i, _source_name(items[i]),
                                 tuple(self.labels[c] for c in top),
                                 tuple(float(p[c]) for c in top), tuple(int(c) for c in top))
         for i, err in result.errors:
-            out[i] = Prediction(i, _source_name(items[i]), error=err)
+            out[i] = Prediction(first + i, _source_name(items[i]), error=err)
         return out  # type: ignore[return-value]
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -278,14 +325,15 @@ class Predictor:
                 f"size={self.contract.size})")
 
 
-def _open_backend(source: ModelSource, device: str, threads: int | None) -> Backend:
+def _open_backend(source: ModelSource, device: str, threads: int | None,
+                  session_config: dict | None = None) -> Backend:
     if source.format == "tflite":
         from ._tflite import TFLiteBackend
         return TFLiteBackend(source.path, device=device, threads=threads,
                              input_quant=source.input_quant)
     from ._onnx import OnnxBackend
     return OnnxBackend(source.path, device=device, threads=threads,
-                       input_quant=source.input_quant)
+                       input_quant=source.input_quant, session_config=session_config)
 
 
 def _merge(first: dict | None, second: dict | None) -> dict | None:

@@ -172,8 +172,31 @@ def preprocess(source: Any, contract: Contract, *, max_pixels: int = MAX_PIXELS,
             opened.close()
 
 
-def _apply(img: Image.Image, source: Any, contract: Contract, min_side: int, *,
-           own: bool) -> np.ndarray:
+def decode_rgb(source: Any, contract: Contract, *, max_pixels: int = MAX_PIXELS,
+               min_side: int = MIN_SIDE) -> Image.Image:
+    """The contract up to (not including) the final resize: decode, EXIF orientation, RGB.
+
+    ``resize_to_contract(decode_rgb(x, c), c)`` is ``preprocess(x, c)`` bit for bit (the
+    decode cache stores small images this way and resizes them when read).
+    """
+    if isinstance(source, np.ndarray):
+        img = _array_to_image(source)
+    else:
+        img = open_image(source, max_pixels=max_pixels)
+    own = img is not source
+    try:
+        rgb = _decode(img, source, contract, min_side, own=own)
+    except BaseException:
+        if own:
+            img.close()
+        raise
+    if own and rgb is not img:
+        img.close()
+    return rgb
+
+
+def _decode(img: Image.Image, source: Any, contract: Contract, min_side: int, *,
+            own: bool) -> Image.Image:
     w, h = img.size
     if min(w, h) < min_side:
         raise ImageError(f"image is {w}x{h}, smaller than the minimum side of {min_side} px",
@@ -183,7 +206,18 @@ def _apply(img: Image.Image, source: Any, contract: Contract, min_side: int, *,
             _draft(img, contract)
         img.load()
         img = ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
-        img = to_rgb(img)
+        return to_rgb(img)
+    except ImageError:
+        raise
+    except _DECODE_ERRORS as e:
+        raise ImageError(f"cannot decode image ({type(e).__name__}: {e})",
+                         _name(source)) from None
+
+
+def _apply(img: Image.Image, source: Any, contract: Contract, min_side: int, *,
+           own: bool) -> np.ndarray:
+    img = _decode(img, source, contract, min_side, own=own)
+    try:
         out = resize_to_contract(img, contract)
         arr = np.asarray(out, dtype=np.uint8)
     except ImageError:

@@ -18,7 +18,6 @@ from typing import Any
 
 from edgeclf.errors import RunError
 from edgeclf.fsutil import read_json, write_json
-from edgeclf.report.html import refresh_report
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 
@@ -71,14 +70,17 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     started = time.perf_counter()
     with run_lock(paths):
         result = _train_locked(cfg, paths, progress, started)
-    refresh_report(paths.root)
     return result
 
 
 def _emit(progress: Progress | None, message: str) -> None:
-    log.info("%s", message)
+    """A stage message, said once: to the progress callback when there is one (the CLI
+    prints it), else to the log."""
     if progress is not None:
+        log.debug("%s", message)
         progress(ProgressEvent("stage", message=message))
+    else:
+        log.info("%s", message)
 
 
 def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None,

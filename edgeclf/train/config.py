@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeclf.backbones import Backbone, ensemble_members, get_backbone
 from edgeclf.data.augment import AugmentConfig
+from edgeclf.data.budget import parse_size
 from edgeclf.errors import ConfigError
 
 STRATEGIES = ("auto", "fine-tune", "linear-probe", "cut-fine-tune")
@@ -83,6 +84,7 @@ class TrainConfig:
     backend: str | None = None
     mixed_precision: str | None = None
     workers: int | None = None
+    cache_budget: str | None = None      # "20G", "0" (stream); None: $EDGECLF_CACHE_BUDGET
     steps_per_epoch: int | None = None
     time_budget: float | None = None
     resume: bool = False
@@ -119,6 +121,8 @@ class TrainConfig:
         if self.time_budget is not None:
             object.__setattr__(self, "time_budget", parse_duration(self.time_budget))
         self.augmentation()  # validates the ranges
+        if self.cache_budget is not None:
+            parse_size(str(self.cache_budget))
 
     # ----------------------------------------------------------------- derived values
     @property

@@ -9,18 +9,19 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 import edgeclf
-from edgeclf.data import (DataReport, DecodeCache, Split, check_dataset, load_or_build,
-                          make_split, parse_fractions, require_trainable, scan_dataset)
+from edgeclf.data import (CacheError, DataReport, DecodeCache, Split, check_dataset,
+                          load_or_build, make_split, parse_fractions, require_trainable,
+                          resolve_budget, scan_dataset)
 from edgeclf.data.loader import BatchLoader
 from edgeclf.errors import ConfigError, DataError, RunError
 from edgeclf.fsutil import read_json, write_json, write_text
+from edgeclf.machine import distribution_version
 from edgeclf.run import RunPaths
 from edgeclf.runtime.contract import Contract
 
@@ -79,8 +80,8 @@ def prepare(cfg: TrainConfig, contract: Contract, split_file: Path | None,
     """Scan + decode cache + report + split (read from ``split_file`` when resuming)."""
     if not cfg.data_dir:
         raise ConfigError("no dataset folder given (DATA_DIR or data_dir in the config)")
-    dataset = scan_dataset(cfg.data_dir)
-    cache = load_or_build(dataset, contract, workers=cfg.workers, progress=progress)
+    dataset = scan_dataset(cfg.data_dir, workers=cfg.workers)
+    cache = open_cache(cfg, dataset, contract, progress)
     report = check_dataset(dataset, cache)
     require_trainable(report)
     if split_file is not None and split_file.is_file():
@@ -105,6 +106,27 @@ def prepare(cfg: TrainConfig, contract: Contract, split_file: Path | None,
         raise DataError(f"{dataset.root}: the training split is empty")
     return RunData(root=dataset.root, fingerprint=dataset.fingerprint, cache=cache,
                    report=report, split=split, rows=rows, labels=labels)
+
+
+def open_cache(cfg: TrainConfig, dataset: Any, contract: Contract,
+               progress: Callable[[int, int], None] | None) -> DecodeCache:
+    """The decode cache, or streamed images when it is over budget or cannot be written
+    (a full or read-only disk: the error is logged and training streams)."""
+    budget = resolve_budget(cfg.cache_budget)
+    try:
+        cache = load_or_build(dataset, contract, workers=cfg.workers, progress=progress,
+                              budget=budget)
+    except CacheError as e:
+        log.warning("%s; training streams the images instead", e)
+        cache = load_or_build(dataset, contract, workers=cfg.workers, progress=progress,
+                              budget=0)
+    if cache.streaming:
+        n, workers = int(cache.ok.sum()), cfg.workers or os.cpu_count() or 1
+        cost = (f"about {n / cache.decode_rate / workers:.0f}s of decoding per epoch on "
+                f"{workers} worker(s)" if cache.decode_rate else "a decode per image per epoch")
+        log.warning("streaming %d images (%s): %s", n,
+                    cache.plan.reason if cache.plan else "no cache", cost)
+    return cache
 
 
 def make_loaders(cfg: TrainConfig, data: RunData, batch_size: int,
@@ -141,12 +163,10 @@ def class_weights(cfg: TrainConfig, data: RunData) -> np.ndarray | None:
 
 def versions() -> dict:
     out = {"python": platform.python_version(), "edgeclf": edgeclf.__version__}
-    for pkg in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "numpy", "pillow",
-                "h5py"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
+    for dist in ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "numpy", "pillow",
+                 "h5py"):
+        if (version := distribution_version(dist)):
+            out[dist] = version
     return out
 
 
@@ -175,9 +195,10 @@ def resume_config(paths: RunPaths, cfg: TrainConfig) -> TrainConfig:
     defaults = TrainConfig(data_dir=cfg.data_dir, out=cfg.out, name=cfg.name,
                            backend=cfg.backend).resolve().to_dict()
     changed = [k for k, v in cfg.to_dict().items() if k in saved and saved[k] != v
-               and v != defaults.get(k) and k not in ("workers", "data_dir")]
+               and v != defaults.get(k) and k not in ("workers", "data_dir", "cache_budget")]
     if changed:
         log.warning("--resume continues %s with its saved config; ignoring changed "
                     "option(s): %s", paths.root, ", ".join(changed))
     return dataclasses.replace(resumed, resume=True, workers=cfg.workers,
+                               cache_budget=cfg.cache_budget,
                                data_dir=cfg.data_dir or resumed.data_dir)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
 from edgeclf.bench import load_history
 from edgeclf.cli import app
 from edgeclf.run import RunPaths
-from tests.unit.test_bench_fixtures import make_bench_run, make_onnx
+from tests.fixtures.bench import make_bench_run, make_onnx
 
 QUICK = ["--batch-sizes", "1,2", "--threads", "1", "--runs", "3", "--warmup", "1",
          "--no-baselines", "--in-process"]
@@ -24,10 +26,11 @@ def invoke(*args: str):
 
 
 def test_bench_twice_accumulates_history_and_draws_the_plot(tiny_run):
-    first = invoke(str(tiny_run), *QUICK)
-    assert first.exit_code == 0, first.output
+    first = invoke(str(tiny_run), *QUICK)        # the run holds a tampered and a broken model:
+    assert first.exit_code == 1, first.output    # failed rows, recorded, exit 1
+    assert "Error:" in first.output and "4 row(s) failed" in first.output
     second = invoke(str(tiny_run), *QUICK, "--formats", "onnx")
-    assert second.exit_code == 0, second.output
+    assert second.exit_code == 1, second.output
     paths = RunPaths(tiny_run)
     runs = load_history(paths.bench_json)
     assert len(runs) == 2 and runs[0]["date"] <= runs[1]["date"]
@@ -58,7 +61,7 @@ def test_model_file_writes_to_output(tmp_path):
 ])
 def test_bad_options_are_clear_errors(tiny_run, args, message):
     res = invoke(str(tiny_run), "--in-process", *args)
-    assert res.exit_code == 1
+    assert res.exit_code == 2                    # bad usage
     assert "Error:" in res.output and message in " ".join(res.output.split())
     assert not RunPaths(tiny_run).bench_json.exists()
 
@@ -70,3 +73,13 @@ def test_gpu_without_gpu_is_a_clear_error(tiny_run, monkeypatch):
     res = invoke(str(tiny_run), *QUICK, "--device", "gpu")
     assert res.exit_code == 1 and "no GPU execution provider" in " ".join(res.output.split())
     assert not RunPaths(tiny_run).bench_json.exists()
+
+
+def test_progress_lines_and_estimate_when_not_on_a_terminal(tiny_run):
+    res = invoke(str(tiny_run), *QUICK)       # CliRunner's output is not a terminal
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "bench: 3 jobs, 6 rows" in out and "--exhaustive" in out
+    assert re.search(r"bench \[1/3\] model\.onnx predictor cpu 1 threads: \d+ s elapsed", out)
+    assert "bench [2/3] model_tampered.onnx" in out and " left" in out
+    assert "bench [3/3] done" in out

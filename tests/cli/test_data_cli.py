@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from edgeclf.cli import app
-from tests import imagefactory as mk
+from tests.fixtures import images as mk
 
 runner = CliRunner()
 
@@ -22,6 +22,30 @@ def test_data_check_json_names_bad_files(tmp_path):
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["counts"] == {"a": 3, "b": 3}
     assert [p["file"] for p in report["problems"]] == ["b/bad.jpg"]
+
+
+def test_data_check_cache_budget_and_sample(tmp_path, monkeypatch):
+    from edgeclf.data.cache import cache_root
+
+    for i in range(4):
+        mk.rgb(tmp_path / "a" / f"{i}.jpg")
+        mk.rgb(tmp_path / "b" / f"{i}.jpg", color=(0, 0, 200))
+    args = ["data", "check", str(tmp_path), "--image-size", "32"]
+    monkeypatch.setenv("EDGECLF_CACHE_BUDGET", "0")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "not written" in result.output and "per epoch" in result.output
+    assert not list(cache_root().rglob("images.u8"))          # nothing cached
+    result = runner.invoke(app, args + ["--cache-budget", "10"])
+    assert result.exit_code == 1 and "smaller than one cached image" in result.output
+    monkeypatch.delenv("EDGECLF_CACHE_BUDGET")
+    result = runner.invoke(app, args + ["--cache-budget", "1M"])
+    assert result.exit_code == 0 and "writing" in result.output
+    assert len(list(cache_root().rglob("images.u8"))) == 1
+    result = runner.invoke(app, args + ["--sample", "3", "--json"])
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["sample"] == {"checked": 3, "listed": 8}
+    assert sum(report["counts"].values()) == 3
 
 
 def test_data_check_missing_folder_is_error_exit_1(tmp_path):

@@ -9,7 +9,7 @@ from edgeclf.cli import app
 from edgeclf.evaluate import evaluate
 from edgeclf.fsutil import read_json
 from edgeclf.runtime.manifest import load_manifest, verify_artifact
-from tests.unit.test_parity_support import add_broken_onnx, copy_run, make_exported_run
+from tests.fixtures.parity import add_broken_onnx, copy_run, make_exported_run
 
 runner = CliRunner()
 
@@ -50,7 +50,7 @@ def test_broken_artifact_exits_non_zero_and_is_named(run, tmp_path):
 
 def test_parity_bad_budget_and_missing_run(run, tmp_path):
     result = runner.invoke(app, ["parity", str(run.root), "--budget", "int8=2"])
-    assert result.exit_code == 1 and "QUANT.FIELD=VALUE" in result.output
+    assert result.exit_code == 2 and "QUANT.FIELD=VALUE" in result.output   # bad usage
     result = runner.invoke(app, ["parity", str(tmp_path / "nope")])
     assert result.exit_code == 1 and "Error:" in result.output
 

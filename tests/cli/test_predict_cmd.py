@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from edgeclf.cli import app
 from edgeclf.runtime import Predictor
-from tests.unit.test_runtime_models import build_onnx, solid
+from tests.fixtures.onnx_models import build_onnx, solid
 
 pytest.importorskip("onnxruntime")
 runner = CliRunner()
@@ -39,7 +39,9 @@ def _lines(result) -> list[dict]:
 
 def test_json_lines_walk_a_folder_and_report_bad_files(model, folder):
     result = runner.invoke(app, ["predict", str(model), str(folder), "--json", "--top-k", "2"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output          # a failed item: broken.jpg
+    assert _lines(result) == _lines(runner.invoke(
+        app, ["predict", str(model), str(folder), "--json", "--top-k", "2", "--skip-bad"]))
     lines = _lines(result)
     files = [ln["file"] for ln in lines]
     assert files == [str(folder / n) for n in ("broken.jpg", "red.png", "sub/blue.jpg")]
@@ -53,10 +55,14 @@ def test_json_lines_walk_a_folder_and_report_bad_files(model, folder):
 
 def test_table_output(model, folder):
     result = runner.invoke(app, ["predict", str(model), str(folder / "red.png"),
-                                 str(folder / "missing.png"), "--top-k", "3"])
+                                 str(folder / "missing.png"), "--top-k", "3", "--skip-bad"])
     assert result.exit_code == 0, result.output
     assert "red" in result.stdout and "█" in result.stdout
     assert "missing.png" in result.stderr and "1 unreadable" in result.stderr
+    result = runner.invoke(app, ["predict", str(model), str(folder / "red.png"),
+                                 str(folder / "missing.png")])
+    assert result.exit_code == 1 and "red" in result.stdout
+    assert "Error:" in result.stderr and "--skip-bad" in result.stderr
 
 
 def test_exit_1_when_nothing_could_be_predicted(model, folder, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 from edgeclf.demo import DemoConfig, run_demo
 from edgeclf.run import RunPaths
-from tests import imagefactory as mk
+from tests.fixtures import images as mk
 
 
 def test_demo_runs_every_stage_on_generated_data(tmp_path):

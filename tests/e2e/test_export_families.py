@@ -22,7 +22,7 @@ import pytest
 from edgeclf.export import ExportConfig, export_run
 from edgeclf.runtime.manifest import load_manifest
 
-from .test_export_flowers import CALIBRATION, artifact_probs, check_against_keras, reference
+from tests.fixtures.export_checks import CALIBRATION, artifact_probs, check_against_keras, reference
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 FAMILIES = ("efficientnet", "resnet")
@@ -38,7 +38,7 @@ def _only_when_asked(request):
 
 @pytest.mark.parametrize("backbone", FAMILIES)
 def test_family_exports_to_every_format_and_matches_keras(backbone, shared_dir, tmp_path):
-    from tests.runs import make_trained_run
+    from tests.fixtures.runs import make_trained_run
 
     run = make_trained_run(tmp_path, backbone=backbone, image_size=32,
                            data_dir=shared_dir / "data" / "flowers", per_class=12, epochs=6)

@@ -9,64 +9,16 @@ import pytest
 from edgeclf.data.split import Split
 from edgeclf.export import ExportConfig, export_run
 from edgeclf.runtime.manifest import load_manifest, sha256_file, verify_artifact
+from tests.fixtures.export_checks import (CALIBRATION, artifact_probs, check_against_keras,
+                                          reference)
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 ALL = [(f, q) for f in ("savedmodel",) for q in ("none",)] + \
       [(f, q) for f in ("onnx", "tflite") for q in ("none", "dynamic", "float16", "int8")]
-#: (top-1 agreement with Keras at least, max |prob diff| at most) per quantization. On this
-#: barely trained 32-px model the quantized budgets only catch a broken artifact (chance is
-#: 0.2); the real int8/dynamic cost is measured on the 224-px run (benchmarks/, parity).
-BUDGETS = {"none": (1.0, 1e-4), "float16": (0.9, 0.1), "dynamic": (0.6, 1.0),
-           "int8": (0.6, 1.0)}
-CALIBRATION = 40
-
-
-def artifact_probs(run_root, entry: dict, images: np.ndarray) -> np.ndarray:
-    """Probabilities of one manifest artifact on uint8 images, in its own runtime."""
-    export_dir = run_root / "export"
-    path = verify_artifact(export_dir, entry)
-    if entry["format"] == "savedmodel":
-        import tensorflow as tf
-
-        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-        return serve(image=tf.constant(images.astype("float32")))["probabilities"].numpy()
-    from edgeclf.runtime.predictor import Predictor
-
-    predictor = Predictor.from_path(run_root, format=entry["format"],
-                                    quantization=entry["quantization"])
-    try:
-        return predictor.run(images)
-    finally:
-        predictor.close()
-
-
-def reference(run) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out images (test + val split) and the Keras checkpoint's probabilities."""
-    import keras
-
-    from edgeclf.runtime.preprocess import preprocess_batch
-
-    split = Split.read(run.paths.split)
-    images = preprocess_batch([split.root / p for p in split.test + split.val],
-                              run.contract).array
-    model = keras.saving.load_model(run.paths.best, safe_mode=True, compile=False)
-    return images, model.predict(images.astype("float32"), verbose=0)
-
-
-def check_against_keras(run, entry: dict, images: np.ndarray, ref: np.ndarray) -> None:
-    probs = artifact_probs(run.root, entry, images)
-    agreement = float((probs.argmax(1) == ref.argmax(1)).mean())
-    max_diff = float(np.abs(probs - ref).max())
-    min_agree, max_abs = BUDGETS[entry["quantization"]]
-    assert probs.shape == ref.shape
-    assert agreement >= min_agree, (entry["file"], agreement)
-    assert max_diff <= max_abs, (entry["file"], max_diff)
-
-
 @pytest.fixture(scope="module")
 def exported(shared_dir, tmp_path_factory):
-    from tests.runs import make_trained_run
+    from tests.fixtures.runs import make_trained_run
 
     run = make_trained_run(tmp_path_factory.mktemp("flowers"), backbone="mobilenetv2",
                            image_size=32, data_dir=shared_dir / "data" / "flowers",

@@ -146,8 +146,8 @@ def test_kill9_mid_epoch_then_resume_reaches_all_epochs(shapes_dir, tmp_path):
 EXPORT_AND_STALL = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    sys.path.insert(0, sys.argv[2])                       # the checkout, for tests.runs
-    from tests.runs import make_trained_run
+    sys.path.insert(0, sys.argv[2])                       # the checkout, for tests.fixtures.runs
+    from tests.fixtures.runs import make_trained_run
     from edgeclf import export as export_pkg
     from edgeclf.export import ExportConfig, export_run
 

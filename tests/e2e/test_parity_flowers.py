@@ -12,7 +12,7 @@ from edgeclf.cli import app
 from edgeclf.evaluate import evaluate
 from edgeclf.fsutil import read_json
 from edgeclf.parity import check_parity
-from tests.unit.test_parity_support import add_broken_onnx, copy_run, make_exported_run
+from tests.fixtures.parity import add_broken_onnx, copy_run, make_exported_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 

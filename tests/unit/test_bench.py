@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from edgeclf import bench, bench_gpu
+from edgeclf import bench, bench_gpu, bench_gpu_modes, bench_models
 from edgeclf.bench import BenchConfig, append_history, load_history, run_bench, save_bench
 from edgeclf.bench_runners import FIGURES, check_batch_memory, summarize, time_calls
 from edgeclf.errors import ConfigError, DeviceError, ModelError, RunError
 
-from .test_bench_fixtures import make_bench_run, make_onnx
+from tests.fixtures.bench import make_bench_run, make_onnx
 
 PUBLIC = ("artifact", "format", "quantization", "device", "provider", "batch_size", "threads",
           "p50_ms", "p90_ms", "p99_ms", "images_per_second", "cold_start_ms")
@@ -217,8 +217,8 @@ def test_io_binding_gives_the_session_outputs(tmp_path):
     session = ort.InferenceSession(str(make_onnx(tmp_path / "m.onnx")),
                                    providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
-    _, _, dtype = bench_gpu._io_names(session)
-    bound = bench_gpu._Bound(session, x, dtype, bench_gpu._n_classes(session, x, dtype),
+    _, _, dtype = bench_gpu_modes._io_names(session)
+    bound = bench_gpu_modes._Bound(session, x, dtype, bench_gpu_modes._n_classes(session, x, dtype),
                              device="cpu")
     bound()
     expected = session.run(None, {"image": x.astype(np.float32)})[0]
@@ -234,6 +234,36 @@ def test_gpu_memory_per_process_or_growth_since_load(monkeypatch):
                "--query-gpu=memory.used": ["1500"]}
     monkeypatch.setattr(bench_gpu, "_nvidia_smi", lambda *a: answers[a[0]])
     opened = Opened(provider="CUDAExecutionProvider", size=(2, 2), infer=len, imported_at=0.0)
-    assert bench_gpu.with_gpu_memory(opened, 1000.0).gpu_memory_mb() == 812
+    assert bench_models.with_gpu_memory(opened, 1000.0).gpu_memory_mb() == 812
     answers["--query-compute-apps=pid,used_memory"] = []      # container: no PIDs listed
     assert opened.gpu_memory_mb() == 500.0
+
+
+def test_bare_runtime_rows_give_the_predictor_overhead(tmp_path):
+    model = make_onnx(tmp_path / "solo.onnx")
+    res = run_bench(model, BenchConfig(isolate=False, **{**QUICK, "baselines": True}))
+    by = {(r["artifact"], r["batch_size"]): r for r in res.results}
+    assert set(by) == {(a, b) for a in ("solo.onnx", "onnx-bare") for b in (1, 3)}
+    assert all(r["status"] == "ok" for r in res.results)
+    assert by[("onnx-bare", 1)]["provider"] == "onnxruntime-bare-cpu"
+    for b in (1, 3):
+        pred, bare = by[("solo.onnx", b)], by[("onnx-bare", b)]
+        assert pred["overhead_vs"] == "onnx-bare" and bare["overhead"] is None
+        assert pred["overhead"] == pytest.approx(pred["p50_ms"] / bare["p50_ms"] - 1, abs=1e-3)
+
+
+def test_overhead_pairs_rows_of_the_same_file_threads_and_batch():
+    def row(artifact, runner, p50, threads=2, fmt="onnx", q="none"):
+        return {"artifact": artifact, "runner": runner, "format": fmt, "quantization": q,
+                "device": "cpu", "threads": threads, "batch_size": 1, "p50_ms": p50}
+
+    rows = [row("model.onnx", "predictor", 5.5), row("onnx-bare", "onnx-bare", 5.0),
+            row("model.onnx", "predictor", 9.0, threads=1),
+            row("model.int8.onnx", "predictor", 4.0, q="int8"),
+            row("model.tflite", "predictor", 6.0, fmt="tflite"),
+            row("tflite-xnnpack", "tflite-xnnpack", 4.0, fmt="tflite")]
+    bench.add_overheads(rows)
+    assert rows[0]["overhead"] == pytest.approx(0.1) and rows[0]["overhead_vs"] == "onnx-bare"
+    assert "overhead" not in rows[2] and "overhead" not in rows[3]   # no bare row to pair
+    assert rows[4]["overhead"] == pytest.approx(0.5)
+    assert rows[4]["overhead_vs"] == "tflite-xnnpack"

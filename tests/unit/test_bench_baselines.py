@@ -14,7 +14,7 @@ from edgeclf.runtime.contract import Contract
 from edgeclf.runtime.manifest import sha256_file
 from edgeclf.runtime.metadata import build_metadata, embed_tflite, write_savedmodel_assets
 
-from .test_bench_fixtures import LABELS, SIZE
+from tests.fixtures.bench import LABELS, SIZE
 
 pytest.importorskip("tensorflow")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -66,7 +66,8 @@ def keras_run(tmp_path_factory):
 
 def test_baselines_run_side_by_side(keras_run):
     run, in_process = keras_run   # TensorFlow already started here: fresh processes instead
-    cfg = BenchConfig(batch_sizes=(1, 4), threads=(1,), runs=3, warmup=1, isolate=not in_process)
+    cfg = BenchConfig(batch_sizes=(1, 4), threads=(1,), runs=3, warmup=1, isolate=not in_process,
+                      exhaustive=True)         # the Keras baselines run only on request
     rows = run_bench(run, cfg).results
     by = {(r["artifact"], r["batch_size"]): r for r in rows}
     assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows if r["error"]]

@@ -14,7 +14,7 @@ from edgeclf.data.cache import cache_root
 from edgeclf.data.split import Split
 from edgeclf.errors import ConfigError, DataError
 from edgeclf.runtime.contract import Contract
-from tests import imagefactory as mk
+from tests.fixtures import images as mk
 
 C = Contract(size=(32, 32))
 

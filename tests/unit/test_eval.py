@@ -11,7 +11,7 @@ import pytest
 from edgeclf.errors import ConfigError, DataError, ModelError
 from edgeclf.evaluate import default_out_dir, evaluate, write_eval
 from edgeclf.fsutil import read_json
-from tests.unit.test_parity_support import make_exported_run
+from tests.fixtures.parity import make_exported_run
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from edgeclf.runtime.manifest import load_manifest, verify_artifact
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from tests.runs import make_trained_run
+    from tests.fixtures.runs import make_trained_run
 
     return make_trained_run(tmp_path_factory.mktemp("tiny"), backbone="tiny", image_size=32,
                             per_class=8, epochs=6)
@@ -129,7 +129,7 @@ def test_mixed_precision_checkpoint_is_exported_in_float32(tmp_path):
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        from tests.runs import build_model
+        from tests.fixtures.runs import build_model
 
         model = build_model("tiny", 32, 3)
     finally:
@@ -160,7 +160,7 @@ def test_cli_exports_onnx_and_records_it(run_copy):
                                                                        "model.onnx")
     verify_artifact(run_copy / "export", entry)
     assert entry["inputs"][0] == {"name": "image", "shape": [None, 32, 32, 3],
-                                  "dtype": "float32"}
+                                  "dtype": "uint8"}       # the cast is inside the graph
     assert entry["outputs"][0]["name"] == "probabilities"
     assert entry["outputs"][0]["shape"] == [None, 5]
     labels = (run_copy / "export" / "labels.txt").read_text().split()
@@ -168,18 +168,18 @@ def test_cli_exports_onnx_and_records_it(run_copy):
     assert entry["converter"]["tf2onnx"] and entry["export_seconds"] > 0
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--format", "savedmodel", "--quantize", "int8"], "does not support"),
-    (["--format", "pytorch"], "unknown format"),
-    (["--checkpoint", "missing.keras"], "neither best, last"),
+@pytest.mark.parametrize("args,message,code", [
+    (["--format", "savedmodel", "--quantize", "int8"], "does not support", 2),  # bad usage
+    (["--format", "pytorch"], "unknown format", 2),
+    (["--checkpoint", "missing.keras"], "neither best, last", 1),               # a failure
 ])
-def test_cli_bad_input_is_an_error_line_and_exit_1(run_copy, args, message):
+def test_cli_bad_input_is_an_error_line_and_exit_code(run_copy, args, message, code):
     from typer.testing import CliRunner
 
     from edgeclf.cli import app
 
     res = CliRunner().invoke(app, ["export", str(run_copy), *args])
-    assert res.exit_code == 1
+    assert res.exit_code == code
     assert "Error:" in res.output and message in res.output.replace("\n", " ")
 
 
@@ -239,7 +239,7 @@ import os, sys
 os.environ["KERAS_BACKEND"] = "jax"
 import keras, numpy as np
 sys.path.insert(0, sys.argv[2])
-from tests.runs import build_model
+from tests.fixtures.runs import build_model
 assert keras.backend.backend() == "jax"
 model = build_model("tiny", 32, 5, seed=1)
 model.save(sys.argv[1])
@@ -266,7 +266,7 @@ def test_checkpoint_saved_under_jax_exports_under_tensorflow(run_copy, tmp_path)
 
     sess = ort.InferenceSession(str(run_copy / "export" / "model.onnx"))
     x = np.load(str(ckpt) + ".x.npy")
-    np.testing.assert_allclose(sess.run(None, {"image": x})[0],
+    np.testing.assert_allclose(sess.run(None, {"image": x.astype(np.uint8)})[0],
                                np.load(str(ckpt) + ".y.npy"), atol=1e-5)
     entry = load_manifest(run_copy / "export")["artifacts"][0]
     assert entry["checkpoint"]["file"] == str(ckpt.resolve())

@@ -101,7 +101,7 @@ def predictor(tmp_path_factory):
     pytest.importorskip("onnxruntime")
     from edgeclf.runtime import Predictor
 
-    from .test_runtime_models import build_onnx
+    from tests.fixtures.onnx_models import build_onnx
     return Predictor.from_path(build_onnx(tmp_path_factory.mktemp("fz") / "m.onnx"))
 
 

@@ -11,7 +11,7 @@ from edgeclf.errors import ConfigError, RunError
 from edgeclf.fsutil import read_json
 from edgeclf.parity import (DEFAULT_BUDGETS, check_parity, load_split_images, parse_budgets)
 from edgeclf.runtime.manifest import load_manifest, sha256_file, verify_artifact
-from tests.unit.test_parity_support import (add_broken_onnx, build_model, copy_run,
+from tests.fixtures.parity import (add_broken_onnx, build_model, copy_run,
                                             export_onnx, make_exported_run)
 
 
@@ -201,7 +201,7 @@ def test_fixed_batch_tflite_runs_image_by_image_and_says_so(run, tmp_path):
     import tensorflow as tf
 
     from edgeclf.runtime.metadata import build_metadata, embed_tflite
-    from tests.unit.test_parity_support import entry
+    from tests.fixtures.parity import entry
 
     mine = copy_run(run, tmp_path)
     model = build_model(len(mine.classes), batch_size=1)      # input (1, H, W, 3)

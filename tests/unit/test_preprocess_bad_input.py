@@ -9,60 +9,21 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from edgeclf.runtime import Contract, ImageError, preprocess, preprocess_batch
+from tests.fixtures.bad_images import jpeg_bytes, unusable_image
 
 SQUARE = Contract(size=(32, 32), resize="squash")
-
-
-def _png_header(path: Path, width: int, height: int) -> Path:
-    """A valid PNG whose header claims width x height (tiny on disk: a decompression bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-    return path
-
-
-def _jpeg_bytes(arr: np.ndarray, **kw) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=95, **kw)
-    return buf.getvalue()
-
-
-def _unusable(tmp_path: Path, kind: str) -> Path:
-    path = tmp_path / f"{kind}.jpg"
-    if kind == "text":
-        path.write_text("hello, I am not an image\n")
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "truncated":
-        data = _jpeg_bytes(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "one_pixel":
-        path = tmp_path / "one.png"
-        Image.new("RGB", (1, 1), (255, 0, 0)).save(path)
-    elif kind == "bomb":
-        path = _png_header(tmp_path / "bomb.png", 40000, 40000)
-    elif kind == "directory":
-        path = tmp_path / "folder.jpg"
-        path.mkdir()
-    elif kind == "missing":
-        path = tmp_path / "nope.png"
-    return path
 
 
 @pytest.mark.parametrize("kind", ["text", "empty", "truncated", "one_pixel", "bomb",
                                   "directory", "missing"])
 def test_unusable_files_raise_image_error_naming_the_file(tmp_path, kind):
-    path = _unusable(tmp_path, kind)
+    path = unusable_image(tmp_path, kind)
     with pytest.raises(ImageError) as info:
         preprocess(path, SQUARE)
     assert str(path) in str(info.value) and info.value.source == path
@@ -75,7 +36,7 @@ def test_unusable_files_raise_image_error_naming_the_file(tmp_path, kind):
 def test_batch_reports_each_bad_file_and_keeps_the_good(tmp_path):
     good = tmp_path / "good.png"
     Image.new("RGB", (40, 40), (0, 200, 0)).save(good)
-    sources = [good, _unusable(tmp_path, "text"), good, _unusable(tmp_path, "truncated")]
+    sources = [good, unusable_image(tmp_path, "text"), good, unusable_image(tmp_path, "truncated")]
     result = preprocess_batch(sources, SQUARE, threads=2)
     assert result.ok == [0, 2] and [i for i, _ in result.errors] == [1, 3]
     assert result.array.shape == (2, 32, 32, 3) and result.array[:, :, :, 1].min() == 200
@@ -143,14 +104,14 @@ def test_exif_rotation_is_applied():
     arr[:, 30:] = (0, 0, 255)    # right half blue
     exif = Image.Exif()
     exif[0x0112] = 6             # display = stored rotated 90 degrees clockwise
-    out = preprocess(_jpeg_bytes(arr, exif=exif), SQUARE)
+    out = preprocess(jpeg_bytes(arr, exif=exif), SQUARE)
     top, bottom = out[:10].reshape(-1, 3).mean(0), out[-10:].reshape(-1, 3).mean(0)
     assert top[0] > 200 and top[2] < 60, top          # left edge became the top
     assert bottom[2] > 200 and bottom[0] < 60, bottom
 
 
 def test_caller_pil_image_is_not_changed():
-    data = _jpeg_bytes(np.full((400, 600, 3), 90, np.uint8))
+    data = jpeg_bytes(np.full((400, 600, 3), 90, np.uint8))
     img = Image.open(io.BytesIO(data))
     preprocess(img, SQUARE)
     assert img.size == (600, 400) and img.mode == "RGB"

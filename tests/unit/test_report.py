@@ -13,7 +13,7 @@ import pytest
 
 from edgeclf.errors import RunError
 from edgeclf.report.html import SECTIONS, refresh_report, render_report, write_report
-from tests.reportrun import make_full_run, make_run_json
+from tests.fixtures.reportrun import make_full_run, make_run_json
 
 
 def _section(html: str, sid: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from edgeclf.report.html import write_report
-from tests.reportrun import make_full_run
+from tests.fixtures.reportrun import make_full_run
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "report_screenshot.py"
 

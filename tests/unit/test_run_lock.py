@@ -86,3 +86,17 @@ def test_lock_file_of_an_older_version_is_understood(tmp_path):
     with run_lock(paths):                                # but nobody holds the flock
         pass
     assert not paths.lock.exists()
+
+
+def test_relocate_waits_for_no_one_and_touches_nothing_while_a_run_is_in_use(holder, tmp_path):
+    """`data relocate` rewrites split.json and run.json: refused while another process
+    holds the run (e.g. trains or exports it), so it never edits files under its feet."""
+    from edgeclf.data.split import relocate_run
+
+    paths, _ = holder
+    paths.split.write_text(json.dumps({"root": str(tmp_path), "classes": ["a"], "train": [],
+                                       "val": [], "test": []}))
+    before = paths.split.read_text()
+    with pytest.raises(RunError, match="in use by another edgeclf process"):
+        relocate_run(paths.root, tmp_path)
+    assert paths.split.read_text() == before

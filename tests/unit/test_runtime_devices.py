@@ -11,7 +11,7 @@ import pytest
 
 from edgeclf.runtime import DeviceError, Predictor
 
-from .test_runtime_models import build_onnx, solid
+from tests.fixtures.onnx_models import build_onnx, solid
 
 ort = pytest.importorskip("onnxruntime")
 REAL_SESSION = ort.InferenceSession

@@ -15,7 +15,7 @@ from PIL import Image
 
 from edgeclf.runtime import Predictor
 
-from .test_runtime_models import build_onnx, solid
+from tests.fixtures.onnx_models import build_onnx, solid
 
 pytest.importorskip("onnxruntime")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "serve_http.py"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_runtime_models import build_onnx, solid
+from tests.fixtures.onnx_models import build_onnx, solid
 
 pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[2]

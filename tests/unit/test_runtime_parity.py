@@ -67,7 +67,7 @@ def exported(tmp_path_factory):
     from edgeclf.data.split import Split
     from edgeclf.export import ExportConfig, export_run
     from edgeclf.run import RunPaths
-    from tests.runs import write_run_files
+    from tests.fixtures.runs import write_run_files
 
     tmp = tmp_path_factory.mktemp("parity")
     rng = np.random.default_rng(1)

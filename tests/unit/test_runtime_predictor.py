@@ -12,7 +12,7 @@ from PIL import Image
 from edgeclf.runtime import (Contract, DeviceError, ImageError, ModelError, Predictor,
                              preprocess_batch, to_probabilities)
 
-from .test_runtime_models import CLASSES, SIZE, build_onnx, expected, solid
+from tests.fixtures.onnx_models import CLASSES, SIZE, build_onnx, expected, solid
 
 ort = pytest.importorskip("onnxruntime")
 RED, GREEN, BLUE = (240, 20, 20), (20, 240, 20), (20, 20, 240)
@@ -110,7 +110,9 @@ def test_unusable_image_strict_and_not(predictor):
 def test_run_checks_its_batch(predictor):
     h, w = SIZE
     with pytest.raises(ImageError, match="uint8"):
-        predictor.run(np.zeros((1, h, w, 3), np.float32))
+        predictor.run(np.zeros((1, h, w, 3), np.int16))
+    with pytest.raises(ImageError, match="normalised"):   # floats: see test_runtime_pixels
+        predictor.run(np.full((1, h, w, 3), 0.5, np.float32))
     with pytest.raises(ImageError):
         predictor.run(np.zeros((1, h + 1, w, 3), np.uint8))
     with pytest.raises(ImageError):
@@ -221,7 +223,7 @@ def test_threads_and_close(model):
 @pytest.mark.parametrize("kind", ["text", "empty", "truncated", "one_pixel", "bomb", "missing",
                                   "rgba", "cmyk", "png16", "palette"])
 def test_bad_and_awkward_files_through_the_predictor(predictor, tmp_path, kind):
-    from .test_preprocess_bad_input import _unusable
+    from tests.fixtures.bad_images import unusable_image
 
     usable = {"rgba": ("RGBA", (250, 0, 0, 255), "png"), "cmyk": ("CMYK", (0, 255, 255, 0), "jpg"),
               "palette": ("P", None, "png"), "png16": ("I;16", None, "png")}
@@ -242,7 +244,7 @@ def test_bad_and_awkward_files_through_the_predictor(predictor, tmp_path, kind):
         pred = predictor.predict(path)[0]
         assert pred.ok and pred.label == {"rgba": "red", "cmyk": "red", "palette": "blue"}[kind]
         return
-    path = _unusable(tmp_path, kind)
+    path = unusable_image(tmp_path, kind)
     with pytest.raises(ImageError) as info:
         predictor.predict(path)
     assert str(path) in str(info.value)
@@ -273,17 +275,31 @@ def _conv_model(path):
     return onnx_path
 
 
-def test_onnx_threads_spin_during_a_run_and_stop_when_it_returns(tmp_path):
+@pytest.mark.parametrize("config, spinning", [
+    (None, "0"),                                              # the default: never spin
+    ({"session.intra_op.allow_spinning": "1"}, "1"),          # spin within a run only
+])
+def test_onnx_threads_burn_no_cpu_when_idle(tmp_path, config, spinning):
     """An embedded predictor must not burn its host's CPU between requests: onnxruntime's
     own default keeps intra-op threads spinning ~50 ms after every run."""
     import time
 
     from edgeclf.runtime._onnx import OnnxBackend
 
-    backend = OnnxBackend(_conv_model(tmp_path), threads=2)
+    backend = OnnxBackend(_conv_model(tmp_path), threads=2, session_config=config)
+    so = backend.session.get_session_options()
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == spinning
     pixels = np.random.default_rng(2).integers(0, 256, (4, 160, 160, 3), dtype=np.uint8)
     for _ in range(5):
         backend._run(pixels)
     idle_from = time.process_time()
     time.sleep(0.3)
     assert time.process_time() - idle_from < 0.02
+
+
+def test_session_config_reaches_the_session_through_from_path(model):
+    p = Predictor.from_path(model, threads=1,
+                            session_config={"session.dynamic_block_base": "4"})
+    so = p.session.get_session_options()
+    assert so.get_session_config_entry("session.dynamic_block_base") == "4"
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"

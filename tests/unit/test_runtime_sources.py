@@ -7,7 +7,7 @@ import pytest
 
 from edgeclf.runtime import Contract, ModelError, Predictor
 
-from .test_runtime_models import CLASSES, build_onnx, solid, write_manifest
+from tests.fixtures.onnx_models import CLASSES, build_onnx, solid, write_manifest
 
 pytest.importorskip("onnxruntime")
 

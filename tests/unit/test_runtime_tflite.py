@@ -11,7 +11,7 @@ import pytest
 from edgeclf.runtime import Contract, DeviceError, ModelError, Predictor, preprocess_batch
 from edgeclf.runtime.metadata import build_metadata, embed_tflite
 
-from .test_runtime_models import solid
+from tests.fixtures.onnx_models import solid
 
 pytest.importorskip("ai_edge_litert")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -23,7 +23,7 @@ _ZERO_POINT_SLOT, _DATA_SLOT = 10, 4
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     """A ``weights=None`` MobileNetV2 (alpha 0.35, 32 px) as a SavedModel, and images."""
-    from tests.runs import build_model
+    from tests.fixtures.runs import build_model
 
     model = build_model("mobilenetv2", 32, 5)
     path = tmp_path_factory.mktemp("compact") / "saved_model"
@@ -172,7 +172,7 @@ def test_without_the_schema_module_the_model_is_kept_with_a_warning(monkeypatch,
 def test_export_records_the_compaction(tmp_path):
     from edgeclf.export import ExportConfig, export_run
     from edgeclf.runtime.manifest import load_manifest
-    from tests.runs import make_trained_run
+    from tests.fixtures.runs import make_trained_run
 
     run = make_trained_run(tmp_path, backbone="tiny", image_size=32, per_class=8, epochs=2)
     export_run(run.root, ExportConfig(formats=("tflite",), quantizations=("none", "int8")))

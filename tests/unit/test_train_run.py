@@ -75,7 +75,8 @@ def _check_checkpoint(paths: RunPaths, n_classes: int) -> None:
 def test_fine_tune_strategy_api_result(shapes_dir, tmp_path):
     events = []
     result = train(TrainConfig(data_dir=str(shapes_dir), out=str(tmp_path), name="ft",
-                               epochs=1, class_weights="balanced", augment=True, **TINY),
+                               epochs=1, class_weights="balanced", augment=True,
+                               cache_budget="0", **TINY),     # streamed: no decode cache
                    progress=events.append)
     assert result.run_dir == tmp_path / "ft" and result.best_phase == 1
     assert result.metrics["test"]["n"] > 0 and result.train_seconds > 0
@@ -103,7 +104,7 @@ def test_bad_input_fails_before_any_training(shapes_dir, tmp_path, kwargs, match
 def test_cli_reports_errors_without_a_traceback(shapes_dir, tmp_path):
     res = CliRunner().invoke(app, ["train", str(shapes_dir), "--backbone", "resnet18",
                                    "--out", str(tmp_path)])
-    assert res.exit_code == 1 and "unknown backbone" in res.output
+    assert res.exit_code == 2 and "unknown backbone" in res.output     # bad usage
     assert "Traceback" not in res.output
 
 
