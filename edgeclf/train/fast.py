@@ -102,8 +102,10 @@ def choose_plan(cfg: TrainConfig, model: Any, data: RunData, *, elapsed: float,
                      fine_tune_epochs=cfg.fine_tune_epochs, n_train=n["train"],
                      n_val=n["val"], n_test=n["test"], budget=float(cfg.time_budget),
                      elapsed=elapsed, costs=costs)
-    for b in backbones:
-        b.trainable = False            # measuring unfroze layers above the cuts
+    for b in backbones:                # measuring unfroze layers above the cuts
+        for layer in b.layers:
+            layer.trainable = False
+        b.trainable = False
     plan.measured["seconds"] = round(time.perf_counter() - t0, 1)
     return plan, engines
 

@@ -154,4 +154,5 @@ def test_auto_measures_the_cuts_and_falls_back_when_the_budget_is_too_small(
     assert set(engines) == {cuts[0]} and engines[cuts[0]].max_abs_diff <= 1e-3
     # measuring trained a step: the weights are back, the backbone frozen again
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    assert not any(layer.trainable for b in backbones_of(model) for layer in b.layers)
+    assert len(model.trainable_weights) == 2             # head_logits kernel + bias only
+    assert not any(b.trainable for b in backbones_of(model))
