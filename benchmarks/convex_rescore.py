@@ -3,6 +3,8 @@ time_to_model.py run's cached features and split (mirrored rows included).
 
     python benchmarks/convex_rescore.py WORK/models/DATASET WORK/cache-DATASET/features/KEY
 """
+import json
+import sys
 from pathlib import Path
 import numpy as np
 from edgeclf.train.convex import fit_convex_head
