@@ -37,7 +37,7 @@ def test_data_check_cache_budget_and_sample(tmp_path, monkeypatch):
     assert "not written" in result.output and "per epoch" in result.output
     assert not list(cache_root().rglob("images.u8"))          # nothing cached
     result = runner.invoke(app, args + ["--cache-budget", "10"])
-    assert result.exit_code == 1 and "smaller than one cached image" in result.output
+    assert result.exit_code == 2 and "smaller than one cached image" in result.output  # usage
     monkeypatch.delenv("EDGECLF_CACHE_BUDGET")
     result = runner.invoke(app, args + ["--cache-budget", "1M"])
     assert result.exit_code == 0 and "writing" in result.output
