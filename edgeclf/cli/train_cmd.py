@@ -75,9 +75,14 @@ def print_metrics(result) -> None:  # noqa: ANN001 - edgeclf.train.TrainResult
         return "n/a" if x is None else f"{100 * x:.2f}%"
 
     console.print(f"[bold]test accuracy {pct(test['accuracy'])}[/]  top-5 "
-                  f"{pct(test['top5'])}  val accuracy {pct(val['accuracy'])}  "
+                  f"{pct(test['top5'])}  macro F1 {pct(test.get('macro_f1'))}  smallest "
+                  f"recall {pct(test.get('min_recall'))} ({test.get('min_recall_class')})  "
+                  f"val accuracy {pct(val['accuracy'])}  "
                   f"(best epoch {m['best_epoch']}, phase {m['best_phase']}; "
                   f"{m['train_seconds']:.0f}s training, {m['images_per_second']:.0f} img/s)")
+    if m.get("strategy"):
+        console.print(f"strategy {esc(m['strategy'])}: {esc(m.get('strategy_reason', ''))}",
+                      highlight=False)
     console.print(f"run: {esc(result.run_dir)}", soft_wrap=True)
 
 
@@ -98,7 +103,11 @@ def register(app: typer.Typer) -> None:
         weights: Optional[str] = _opt(None, "--weights", "-w", help="imagenet | none | PATH "
                                       "to an official Keras weights .h5 (default: imagenet)."),
         image_size: Optional[int] = _opt(None, "--image-size", help="Input size (default: backbone's)."),
-        strategy: Optional[str] = _opt(None, "--strategy", help="fine-tune | linear-probe."),
+        strategy: Optional[str] = _opt(None, "--strategy", help="auto (default: the best "
+                                       "path that fits --time-budget, printed with its "
+                                       "reason) | fine-tune | linear-probe | cut-fine-tune."),
+        time_budget: Optional[str] = _opt(None, "--time-budget", help="Wall-time budget "
+                                          "auto plans for: 600, 90s, 10m, 1h (default 10m)."),
         head: Optional[str] = _opt(None, "--head", help="linear | mlp (default: linear)."),
         dropout: Optional[float] = _opt(None, "--dropout", help="Head dropout."),
         epochs: Optional[int] = _opt(None, "--epochs", "-e", help="Phase 1 epochs."),
@@ -117,7 +126,9 @@ def register(app: typer.Typer) -> None:
         schedule: Optional[str] = _opt(None, "--schedule", help="cosine | constant."),
         warmup_epochs: Optional[float] = _opt(None, "--warmup-epochs"),
         label_smoothing: Optional[float] = _opt(None, "--label-smoothing"),
-        class_weights: Optional[str] = _opt(None, "--class-weights", help="none | balanced."),
+        class_weights: Optional[str] = _opt(None, "--class-weights", help="auto (balanced "
+                                            "when classes are >= 2x imbalanced) | none | "
+                                            "balanced."),
         augment: Optional[bool] = _opt(None, "--augment/--no-augment", panel="Augmentation"),
         rotation: Optional[float] = _opt(None, "--rotation", help="Degrees.",
                                          panel="Augmentation"),
@@ -126,7 +137,10 @@ def register(app: typer.Typer) -> None:
         shear: Optional[float] = _opt(None, "--shear", help="Degrees.", panel="Augmentation"),
         zoom: Optional[float] = _opt(None, "--zoom", panel="Augmentation"),
         channel_shift: Optional[float] = _opt(None, "--channel-shift", panel="Augmentation"),
-        horizontal_flip: Optional[bool] = _opt(None, "--flip/--no-flip", panel="Augmentation"),
+        horizontal_flip: Optional[bool] = _opt(None, "--horizontal-flip/--no-horizontal-flip",
+                                               "--flip/--no-flip", help="Mirrored images: "
+                                               "augmentation, and extra rows for the head "
+                                               "on cached features.", panel="Augmentation"),
         patience: Optional[int] = _opt(None, "--patience", help="Early stopping (0: off)."),
         split: Optional[str] = _opt(None, "--split", help="train,val,test (default: 70,20,10)."),
         seed: Optional[int] = _opt(None, "--seed"),

@@ -15,6 +15,9 @@ from .scan import Dataset, Problem
 MIN_SIZE = 32
 #: A largest/smallest class ratio above this is reported as imbalance.
 IMBALANCE_RATIO = 3.0
+#: A class with this many times fewer images than the largest (or a single image) is
+#: flagged by name: its results mean little and it may be recalled poorly.
+SMALL_CLASS_RATIO = 5.0
 
 
 @dataclass
@@ -28,6 +31,7 @@ class DataReport:
     cross_class_duplicates: list[list[str]] = field(default_factory=list)
     empty_classes: list[str] = field(default_factory=list)
     imbalance: float = 1.0
+    small_classes: list[str] = field(default_factory=list)   # see SMALL_CLASS_RATIO
     warnings: list[str] = field(default_factory=list)
     fingerprint: str = ""
     sample: dict | None = None                     # {"checked": n, "listed": m} if sampled
@@ -50,7 +54,8 @@ class DataReport:
             "duplicates": self.duplicates,
             "cross_class_duplicates": self.cross_class_duplicates,
             "empty_classes": self.empty_classes,
-            "imbalance": round(self.imbalance, 3), "warnings": self.warnings,
+            "imbalance": round(self.imbalance, 3), "small_classes": self.small_classes,
+            "warnings": self.warnings,
             **({"sample": self.sample} if self.sample else {}),
         }
 
@@ -87,8 +92,16 @@ def check_dataset(dataset: Dataset, cache: DecodeCache, *, min_size: int = MIN_S
                         if dataset.sampled else None)
     nonzero = [n for n in counts.values() if n]
     report.imbalance = (max(nonzero) / min(nonzero)) if nonzero else 1.0
+    report.small_classes = small_classes(counts)
     _add_warnings(report)
     return report
+
+
+def small_classes(counts: dict[str, int]) -> list[str]:
+    """Classes with images but :data:`SMALL_CLASS_RATIO` times fewer than the largest, or
+    a single image."""
+    top = max(counts.values(), default=0)
+    return [c for c, n in counts.items() if n and (n == 1 or n * SMALL_CLASS_RATIO <= top)]
 
 
 def _add_warnings(r: DataReport) -> None:
@@ -109,7 +122,11 @@ def _add_warnings(r: DataReport) -> None:
         r.warnings.append(f"{len(r.duplicates)} group(s) of exact duplicates inside a class")
     if r.imbalance > IMBALANCE_RATIO:
         r.warnings.append(f"class imbalance: largest/smallest class = {r.imbalance:.1f}x "
-                          "(consider --class-weights)")
+                          "(edgeclf train weights the classes when they are >= 2x apart)")
+    if r.small_classes:
+        r.warnings.append(f"small class(es), >= {SMALL_CLASS_RATIO:g}x fewer images than the "
+                          f"largest or a single image: "
+                          + ", ".join(f"{c} ({r.counts[c]})" for c in r.small_classes))
 
 
 def require_trainable(report: DataReport) -> None:

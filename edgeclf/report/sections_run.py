@@ -95,8 +95,11 @@ def _data_report(r: dict) -> Raw:
         out.append(note("validation: no warnings"))
     if counts:
         top = max((num(v) or 0 for v in counts.values()), default=0) or 1
-        rows = [[c, fmt(n), _bar((num(n) or 0) / top)] for c, n in counts.items()]
-        t = table(["class", "images", ""], rows, cls="counts")
+        small = {str(c) for c in as_list(pick(r, "small_classes"))}
+        rows = [[c, fmt(n), _bar((num(n) or 0) / top),
+                 "small: >= 5x fewer than the largest" if c in small else ""]
+                for c, n in counts.items()]
+        t = table(["class", "images", "", "flag"], rows, cls="counts")
         out.append(t if len(rows) <= SHOW_ROWS else details(f"images per class ({len(rows)})", t))
     problems = [p for p in as_list(pick(r, "problems")) if isinstance(p, dict)]
     if problems:

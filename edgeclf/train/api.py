@@ -15,22 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from edgeclf.errors import RunError
-from edgeclf.fsutil import write_json
+from edgeclf.fsutil import read_json, write_json
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
-from edgeclf.weights import weights_id
 
-from . import features as feats
 from .config import DEFAULT_UNFREEZE_FRACTION, TrainConfig
+from .fast import Fast, cached_predictions, choose_plan, phase1_cached, phase2_cut
 from .loop import (Progress, ProgressEvent, Session, TrainState, predict, read_history,
                    run_phase, save_epoch, save_model)
 from .metrics import classification_metrics
-from .model import (backbones_of, build_head_model, build_model, copy_head, feature_model,
-                    load_checkpoint, parse_unfreeze, unfreeze)
+from .model import (backbones_of, build_model, load_checkpoint, parse_unfreeze,
+                    unfreeze)
 from .optim import compile_model, make_optimizer, make_schedule
+from .plan import Plan, plan_fixed
 from .setup import (RunData, class_weights, make_loaders, prepare, resume_config,
                     select_backend, setup_devices, write_run_files)
 from .tblog import ScalarWriter
@@ -39,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: BatchNorm momentum when training from scratch (short runs need fast-moving statistics).
 SCRATCH_BN_MOMENTUM = 0.9
+#: Phase-1 epochs on images under ``--strategy auto`` (the head before full fine-tuning).
+HEAD_EPOCHS = 10
 
 
 @dataclass
@@ -66,8 +67,9 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     elif paths.run_json.is_file() and not cfg.overwrite:
         raise RunError(f"{paths.root} already holds a run; pass --resume to continue it, "
                        "--overwrite to replace it, or another --name")
+    started = time.perf_counter()
     with run_lock(paths):
-        result = _train_locked(cfg, paths, progress)
+        result = _train_locked(cfg, paths, progress, started)
     return result
 
 
@@ -81,7 +83,8 @@ def _emit(progress: Progress | None, message: str) -> None:
         log.info("%s", message)
 
 
-def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None) -> TrainResult:
+def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None,
+                  started: float) -> TrainResult:
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -90,31 +93,76 @@ def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None) 
                         interpolation=cfg.interpolation)
     _emit(progress, f"decoding {cfg.data_dir} at {cfg.image_size}px")
     data = prepare(cfg, contract, paths.split if cfg.resume else None)
+    _flag_classes(progress, data)
     _emit(progress, f"building {cfg.backbone} ({cfg.weights} weights) on {cfg.backend}, "
                     f"{n_devices} device(s)")
     model = build_model(cfg.members(), len(data.classes), image_size=cfg.image_size,
                         weights=cfg.weights, head=cfg.head, dropout=cfg.dropout,
                         mixed_precision=cfg.mixed_precision)
     n_unfreeze = _unfreeze_count(model, cfg)   # bad --unfreeze fails before training
-    if not cfg.resume:
-        write_run_files(paths, cfg, data, contract)
+    if cfg.resume:
+        plan, engines = _saved_plan(cfg, paths), {}
+    else:
+        plan, engines = choose_plan(cfg, model, data, elapsed=time.perf_counter() - started,
+                                    accelerator=_accelerator())
+        write_run_files(paths, cfg, data, contract, extra={"strategy_choice": plan.to_dict()})
+    _emit(progress, f"strategy {plan.strategy}: {plan.reason}")
     state = TrainState.load(paths) if cfg.resume else TrainState()
-    train_l, val_l, test_l = make_loaders(cfg, data, batch_size, augment=True)
+    images_phase2 = plan.strategy != "cut-fine-tune" and plan.epochs > 0
+    train_l, val_l, test_l = make_loaders(cfg, data, batch_size,
+                                          augment=not plan.cached or images_phase2)
+    weights = class_weights(cfg, data)
+    if weights is not None and cfg.class_weights == "auto":
+        _emit(progress, "classes are imbalanced: balanced class weights "
+                        "(--class-weights none turns them off)")
     sess = Session(model=model, paths=paths, train=train_l, val=val_l,
                    num_classes=len(data.classes), state=state, patience=cfg.patience,
-                   class_weights=class_weights(cfg, data), progress=progress,
+                   class_weights=weights, progress=progress,
                    history=read_history(paths, state.global_epoch) if cfg.resume else [],
                    writer=ScalarWriter(paths.logs))
+    fast = Fast(plan=plan)
     try:
-        if cfg.resume:
+        if cfg.resume and plan.cached and not (state.phase1_done and images_phase2):
+            model.set_weights(load_checkpoint(paths.last).get_weights())
+        elif cfg.resume:
             sess.model = load_checkpoint_compiled(paths.last)
         if not state.phase1_done:
-            _phase1(sess, cfg, data)
-        if cfg.fine_tune_epochs:
-            _phase2(sess, cfg, n_unfreeze)
+            _phase1(sess, cfg, data, fast, engines)
+        if plan.strategy == "cut-fine-tune":
+            _emit(progress, f"phase 2: fine-tuning the layers above {plan.cut} on cached "
+                            f"views for {plan.epochs} epoch(s), BatchNorm frozen")
+            phase2_cut(fast, cfg, model, data, sess)
+        elif plan.epochs:
+            _phase2(sess, cfg, plan, n_unfreeze if plan.unfreeze is None else
+                    parse_unfreeze(model, plan.unfreeze))
     finally:
         train_l.close()            # the augmenting loader's worker processes, if any
-    return _finish(sess, cfg, data, test_l)
+    return _finish(sess, cfg, data, val_l, test_l, fast)
+
+
+def _saved_plan(cfg: TrainConfig, paths: RunPaths) -> Plan:
+    choice = read_json(paths.run_json).get("strategy_choice")
+    if choice:
+        return Plan.from_dict(choice)
+    return plan_fixed("linear-probe" if cfg.strategy == "auto" else cfg.strategy,
+                      head=cfg.head, fine_tune_epochs=cfg.fine_tune_epochs,
+                      unfreeze=cfg.unfreeze)      # a run from before strategy_choice
+
+
+def _accelerator() -> bool:
+    import keras
+
+    return any(str(d).split(":")[0].lower() in ("gpu", "cuda", "tpu")
+               for d in keras.distribution.list_devices())
+
+
+def _flag_classes(progress: Progress | None, data: RunData) -> None:
+    """Say which classes are so small that their results mean little (``data check``'s
+    rule: >= 5x fewer images than the largest, or a single image)."""
+    small = data.report.small_classes
+    if small:
+        _emit(progress, "warning: small class(es), flagged: " + ", ".join(
+            f"{c} ({data.report.counts[c]} images)" for c in small))
 
 
 def _unfreeze_count(model: Any, cfg: TrainConfig) -> int | None:
@@ -141,23 +189,31 @@ def _compile(sess: Session, cfg: TrainConfig, lr: float, epochs: int, warmup: fl
     compile_model(sess.model, optimizer, label_smoothing=cfg.label_smoothing)
 
 
-def _phase1(sess: Session, cfg: TrainConfig, data: RunData) -> None:
+def _phase1(sess: Session, cfg: TrainConfig, data: RunData, fast: Fast,
+            engines: dict) -> None:
     st = sess.state
-    if cfg.strategy == "linear-probe":
+    plan = fast.plan
+    if plan.cached:
         if str(cfg.weights).lower() == "none":
             log.warning("linear probe on random (--weights none) features: expect poor "
                         "accuracy; use pretrained weights or --strategy fine-tune")
-        _linear_probe(sess, cfg, data)
+        what = "convex head (L2 chosen on val)" if plan.head == "convex" else "head (SGD)"
+        _emit(sess.progress, f"phase 1: the {what} on cached features")
+        t0 = time.perf_counter()
+        best = phase1_cached(fast, cfg, sess.model, data, sess, engines)
+        n_images = sum(len(data.rows[s]) for s in ("train", "val", "test"))
+        _record_probe(sess, best, time.perf_counter() - t0, n_images)
+        st.notes.update(engines=fast.engines, convex_head=fast.convex)
     else:
         scratch = str(cfg.weights).lower() == "none"
         if scratch:
             _train_from_scratch(sess.model)
+        epochs = cfg.epochs if cfg.strategy == "fine-tune" else min(cfg.epochs, HEAD_EPOCHS)
         if st.epoch == 0 or sess.model.optimizer is None:
-            _compile(sess, cfg, cfg.lr, cfg.epochs, min(cfg.warmup_epochs, cfg.epochs / 4))
+            _compile(sess, cfg, cfg.lr, epochs, min(cfg.warmup_epochs, epochs / 4))
         what = "the whole network from scratch" if scratch else "the head, backbone frozen"
-        _emit(sess.progress, f"phase 1: training {what} "
-                             f"for {cfg.epochs} epoch(s)")
-        run_phase(sess, 1, cfg.epochs)
+        _emit(sess.progress, f"phase 1: training {what} for {epochs} epoch(s)")
+        run_phase(sess, 1, epochs)
     st.phase1_done = True
     st.phase, st.epoch, st.bad_epochs = 2, 0, 0
     st.save(sess.paths)
@@ -175,39 +231,6 @@ def _train_from_scratch(model: Any) -> None:
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = min(layer.momentum, SCRATCH_BN_MOMENTUM)
-
-
-def _linear_probe(sess: Session, cfg: TrainConfig, data: RunData) -> None:
-    model = sess.model
-    rows = np.concatenate([data.rows[s] for s in ("train", "val", "test")])
-    key = feats.features_key(data.cache, [m.name for m in cfg.members()],
-                             weights_id(cfg.weights), cfg.mixed_precision)
-    _emit(sess.progress, f"linear probe: pooled features of {len(rows)} images")
-    t0 = time.perf_counter()
-    def tick(done: int, total: int) -> None:
-        sess.emit(ProgressEvent("features", phase=1, step=done, steps=total))
-
-    all_feats = feats.cached_features(feature_model(model), data.cache, rows, key,
-                                      batch_size=sess.train.batch_size, workers=cfg.workers,
-                                      progress=tick)
-    n_tr, n_va = len(data.rows["train"]), len(data.rows["val"])
-    x_tr, x_va = all_feats[:n_tr], all_feats[n_tr:n_tr + n_va]
-    head = build_head_model(all_feats.shape[1], len(data.classes), head=cfg.head,
-                            dropout=cfg.dropout)
-    steps = -(-n_tr // feats.PROBE_BATCH)
-    schedule = make_schedule(cfg.lr, total_steps=steps * cfg.epochs, kind=cfg.schedule,
-                             warmup_steps=int(cfg.warmup_epochs * steps))
-    compile_model(head, make_optimizer(cfg.optimizer, schedule, momentum=cfg.momentum,
-                                       nesterov=cfg.nesterov, weight_decay=cfg.weight_decay),
-                  label_smoothing=cfg.label_smoothing)
-    _emit(sess.progress, f"linear probe: training the head on cached features "
-                         f"({cfg.epochs} epochs max)")
-    best = feats.train_probe(head, (x_tr, data.labels["train"]), (x_va, data.labels["val"]),
-                             epochs=cfg.epochs, num_classes=len(data.classes),
-                             sample_weight=sess.class_weights, patience=feats.PROBE_PATIENCE,
-                             seed=cfg.seed)
-    copy_head(head, model)
-    _record_probe(sess, best, time.perf_counter() - t0, len(rows))
 
 
 def _record_probe(sess: Session, best: dict, seconds: float, n_images: int) -> None:
@@ -230,38 +253,47 @@ def _record_probe(sess: Session, best: dict, seconds: float, n_images: int) -> N
     save_epoch(sess, last, improved=True)
 
 
-def _phase2(sess: Session, cfg: TrainConfig, n_unfreeze: int | None) -> None:
+def _phase2(sess: Session, cfg: TrainConfig, plan: Plan, n_unfreeze: int | None) -> None:
     st = sess.state
     fresh = st.phase == 2 and st.epoch == 0
     if fresh:
         best = load_checkpoint(sess.paths.best)      # start from the best of phase 1
         sess.model.set_weights(best.get_weights())
         trainable = unfreeze(sess.model, n_unfreeze)
-        _compile(sess, cfg, cfg.fine_tune_lr, cfg.fine_tune_epochs,
-                 min(cfg.warmup_epochs, cfg.fine_tune_epochs / 4))
+        _compile(sess, cfg, cfg.fine_tune_lr, plan.epochs,
+                 min(cfg.warmup_epochs, plan.epochs / 4))
         _emit(sess.progress, f"phase 2: fine-tuning {trainable} layers "
-                             f"({cfg.unfreeze or n_unfreeze}) for {cfg.fine_tune_epochs} "
+                             f"({plan.unfreeze or n_unfreeze}) for {plan.epochs} "
                              f"epoch(s) at lr {cfg.fine_tune_lr:g}, BatchNorm frozen")
     else:
         _emit(sess.progress, f"phase 2: resuming at epoch {st.epoch + 1}")
-    run_phase(sess, 2, cfg.fine_tune_epochs)
+    run_phase(sess, 2, plan.epochs)
 
 
-def _finish(sess: Session, cfg: TrainConfig, data: RunData, test_l: Any) -> TrainResult:
+def _finish(sess: Session, cfg: TrainConfig, data: RunData, val_l: Any, test_l: Any,
+            fast: Fast) -> TrainResult:
     st = sess.state
     _emit(sess.progress, "evaluating the best checkpoint on val and test")
     best = load_checkpoint(sess.paths.best)
     out = {}
-    for split, loader in (("val", sess.val), ("test", test_l)):
-        probs, labels = predict(best, loader)
+    for split, loader in (("val", val_l), ("test", test_l)):
+        probs = cached_predictions(fast, best, split) if fast.plan.cached else None
+        if probs is None:
+            probs, labels = predict(best, loader)
+        else:
+            labels = data.labels[split]
         out[split] = classification_metrics(probs, labels, data.classes)
     ips = st.train_images / st.train_seconds if st.train_seconds else 0.0
+    plan = fast.plan
     metrics = {**out, "train_seconds": round(st.train_seconds, 2),
                "images_per_second": round(ips, 1), "best_epoch": st.best_epoch,
                "best_phase": st.best_phase,
                "phase1_val_accuracy": round(st.phase1_val, 4),
                "phase2_val_accuracy": round(st.phase2_val, 4) if st.phase2_val >= 0 else None,
-               "backend": cfg.backend, "image_size": cfg.image_size}
+               "backend": cfg.backend, "image_size": cfg.image_size,
+               "strategy": plan.strategy, "strategy_reason": plan.reason,
+               **({"cut": plan.cut, "views": plan.views} if plan.cut else {}),
+               **st.notes}
     write_json(sess.paths.metrics, metrics)
     if sess.progress is not None:
         sess.progress(ProgressEvent("done", logs=metrics))

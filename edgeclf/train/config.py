@@ -20,13 +20,20 @@ from edgeclf.data.augment import AugmentConfig
 from edgeclf.data.budget import parse_size
 from edgeclf.errors import ConfigError
 
-STRATEGIES = ("fine-tune", "linear-probe")
+STRATEGIES = ("auto", "fine-tune", "linear-probe", "cut-fine-tune")
 HEADS = ("linear", "mlp")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adadelta", "adagrad")
 SCHEDULES = ("cosine", "constant")
 BACKENDS = ("tensorflow", "jax")
 PRECISIONS = ("bfloat16", "float16")
-CLASS_WEIGHTS = ("none", "balanced")
+CLASS_WEIGHTS = ("auto", "none", "balanced")
+#: ``class_weights auto``: balanced when the largest training class is this many times the
+#: smallest (said in the output), none otherwise.
+IMBALANCE_RATIO = 2.0
+#: Phase-2 epochs of ``--strategy fine-tune`` when not given (auto: chosen by its plan).
+DEFAULT_FINE_TUNE_EPOCHS = 5
+#: ``--time-budget`` default: what a user waits for on a laptop.
+DEFAULT_TIME_BUDGET = 600.0
 #: Fraction of the backbone's layers unfrozen in phase 2 when ``unfreeze`` is not given.
 DEFAULT_UNFREEZE_FRACTION = 0.5
 #: Keys that are not part of a run's identity (never saved as the run's config).
@@ -46,11 +53,11 @@ class TrainConfig:
     image_size: int | None = None
     resize: str = "crop"
     interpolation: str = "bilinear"
-    strategy: str = "fine-tune"
+    strategy: str = "auto"
     head: str = "linear"
     dropout: float | None = None
     epochs: int | None = None
-    fine_tune_epochs: int = 0
+    fine_tune_epochs: int | None = None
     unfreeze: str | None = None
     batch_size: int = 32
     optimizer: str = "adam"
@@ -62,7 +69,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    class_weights: str = "none"
+    class_weights: str = "auto"
     augment: bool = True
     rotation: float = _AUG.rotation                  # defaults: edgeclf.data.augment
     width_shift: float = _AUG.width_shift
@@ -79,6 +86,7 @@ class TrainConfig:
     workers: int | None = None
     cache_budget: str | None = None      # "20G", "0" (stream); None: $EDGECLF_CACHE_BUDGET
     steps_per_epoch: int | None = None
+    time_budget: float | None = None
     resume: bool = False
     overwrite: bool = False
 
@@ -110,6 +118,8 @@ class TrainConfig:
             if self.unfreeze != "all" and not self.unfreeze.isdigit():
                 raise ConfigError(f"--unfreeze must be a number of layers or 'all', got "
                                   f"{self.unfreeze!r}")
+        if self.time_budget is not None:
+            object.__setattr__(self, "time_budget", parse_duration(self.time_budget))
         self.augmentation()  # validates the ranges
         if self.cache_budget is not None:
             parse_size(str(self.cache_budget))
@@ -133,7 +143,7 @@ class TrainConfig:
     def resolve(self) -> "TrainConfig":
         """Fill every ``None`` with the backbone's or the strategy's default."""
         spec = self.spec
-        probe = self.strategy == "linear-probe"
+        probe = self.strategy != "fine-tune"      # auto on a CPU starts with the probe
         size = self.image_size or (spec.default_size if spec.name != "ensemble" else
                                    max(m.default_size for m in self.members()))
         lr = self.lr or {"sgd": 1e-2, "adadelta": 1.0, "adagrad": 1e-2}.get(self.optimizer,
@@ -144,6 +154,9 @@ class TrainConfig:
             dropout=self.dropout if self.dropout is not None else (0.5 if self.head == "mlp"
                                                                    else 0.2),
             epochs=self.epochs if self.epochs is not None else (100 if probe else 10),
+            fine_tune_epochs=self.fine_tune_epochs if self.fine_tune_epochs is not None else
+            {"linear-probe": 0, "fine-tune": DEFAULT_FINE_TUNE_EPOCHS}.get(self.strategy),
+            time_budget=self.time_budget or DEFAULT_TIME_BUDGET,
             lr=lr, fine_tune_lr=self.fine_tune_lr or lr / 10,
             weight_decay=self.weight_decay if self.weight_decay is not None else 1e-4,
             backend=self.backend or _env_backend(),
@@ -206,6 +219,20 @@ def read_config_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of options")
     return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``600``, ``"600"``, ``"90s"``, ``"10m"`` or ``"1.5h"`` (> 0)."""
+    text = str(value).strip().lower()
+    unit = {"s": 1, "m": 60, "h": 3600}.get(text[-1:], None) if text else None
+    try:
+        seconds = float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        raise ConfigError(f"time budget must be seconds or a duration like 90s, 10m, 1h; "
+                          f"got {value!r}") from None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ConfigError(f"time budget must be positive, got {value!r}")
+    return seconds
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -17,9 +17,7 @@ import numpy as np
 
 from edgeclf.data import DecodeCache, cache_root
 from edgeclf.data.loader import BatchLoader
-from edgeclf.fsutil import atomic_path
-
-from .loop import predict
+from edgeclf.fsutil import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +28,28 @@ PROBE_BATCH = 64
 
 
 def features_key(cache: DecodeCache, members: list[str], weights_id: str,
-                 mixed_precision: str | None) -> str:
+                 mixed_precision: str | None, *extra: str) -> str:
+    """``extra``: what else the values depend on (the engine, mirroring, a cut layer)."""
     import keras
 
     text = json.dumps([cache.path.name, members, weights_id, keras.__version__,
-                       keras.backend.backend(), mixed_precision or "float32"])
+                       keras.backend.backend(), mixed_precision or "float32", *extra])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def cached_features(fmodel: Any, cache: DecodeCache, rows: np.ndarray, key: str, *,
-                    batch_size: int, workers: int | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def cached_features(run: Any, cache: DecodeCache, rows: np.ndarray, key: str, *,
+                    batch_size: int, workers: int | None = None, flip: bool = False,
+                    progress: Callable[[int, int], None] | None = None,
+                    engine_record: Callable[[], dict | None] | None = None) -> np.ndarray:
     """Pooled features of ``cache.images[rows]`` (float32 (n, D)), from the feature cache
-    when present, else computed (fixed-shape batches) and stored atomically."""
+    when present, else computed (fixed-shape batches) and stored atomically.
+
+    ``run``: ``batch -> features`` (an :class:`~.engine.Engine`'s ``run``, or a Keras model
+    whose ``predict_on_batch`` is used); ``flip``: features of the horizontally mirrored
+    images (``key`` must say so); ``engine_record``: what computed them (stored beside
+    them, read back by :func:`stored_engine`)."""
+    if hasattr(run, "predict_on_batch"):
+        run = run.predict_on_batch
     folder = cache_root() / "features" / key
     path = folder / "features.npy"
     index_path = folder / "rows.npy"
@@ -59,7 +66,8 @@ def cached_features(fmodel: Any, cache: DecodeCache, rows: np.ndarray, key: str,
     feats = []
     done = 0
     for batch in loader.epoch(0):
-        out = np.asarray(fmodel.predict_on_batch(batch.x), dtype=np.float32)[:batch.n]
+        x = batch.x[:, :, ::-1] if flip else batch.x
+        out = np.asarray(run(np.ascontiguousarray(x)), dtype=np.float32)[:batch.n]
         feats.append(out)
         done += batch.n
         if progress:
@@ -68,12 +76,20 @@ def cached_features(fmodel: Any, cache: DecodeCache, rows: np.ndarray, key: str,
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(index_path) as tmp:
         np.save(tmp, np.asarray(rows, np.int64))
+    if engine_record is not None:
+        write_json(folder / "engine.json", engine_record())
     with atomic_path(path) as tmp:
         np.save(tmp, array)
     seconds = time.perf_counter() - t0
     log.info("computed %d features in %.1fs (%.0f img/s); cached in %s", len(rows), seconds,
              len(rows) / seconds if seconds else 0.0, folder)
     return array
+
+
+def stored_engine(key: str) -> dict | None:
+    """The engine record of the features cached under ``key`` (None if not recorded)."""
+    path = cache_root() / "features" / key / "engine.json"
+    return read_json(path) if path.is_file() else None
 
 
 def train_probe(head_model: Any, train: tuple[np.ndarray, np.ndarray],

@@ -65,6 +65,7 @@ class TrainState:
     train_images: int = 0
     phase1_val: float = -1.0
     phase2_val: float = -1.0
+    notes: dict = field(default_factory=dict)      # what metrics.json adds (engines, ...)
 
     def save(self, paths: RunPaths) -> None:
         write_json(paths.state, asdict(self))
@@ -90,6 +91,8 @@ class Session:
     progress: Progress | None = None
     history: list[dict] = field(default_factory=list)
     writer: ScalarWriter | None = None
+    #: What ``last.keras``/``best.keras`` hold when ``model`` trains only part of it.
+    checkpoint_model: Any = None
 
     def emit(self, event: ProgressEvent) -> None:
         if self.progress is not None:
@@ -183,7 +186,8 @@ def save_epoch(sess: Session, record: dict, improved: bool) -> None:
     """last.keras (with optimizer state), best.keras, history.csv, TensorBoard, then the
     resume state — in that order, so state.json never points past a saved checkpoint."""
     paths = sess.paths
-    save_model(sess.model, paths.last)
+    save_model(sess.checkpoint_model if sess.checkpoint_model is not None else sess.model,
+               paths.last)
     if improved:
         with atomic_path(paths.best) as tmp:
             shutil.copyfile(paths.last, tmp)

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from edgeclf.machine import distribution_version
 from edgeclf.run import RunPaths
 from edgeclf.runtime.contract import Contract
 
-from .config import TrainConfig
+from .config import IMBALANCE_RATIO, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,19 @@ def make_loaders(cfg: TrainConfig, data: RunData, batch_size: int,
 
 
 def class_weights(cfg: TrainConfig, data: RunData) -> np.ndarray | None:
-    """``balanced``: n / (C * n_c) per class, so every class weighs the same in the loss."""
+    """``balanced``: n / (C * n_c) per class, so every class weighs the same in the loss;
+    ``auto``: balanced when the largest training class has :data:`IMBALANCE_RATIO` times
+    the images of the smallest (logged), none otherwise."""
     if cfg.class_weights == "none":
         return None
     counts = np.bincount(data.labels["train"], minlength=len(data.classes)).astype(np.float64)
+    if cfg.class_weights == "auto":
+        ratio = counts.max() / max(counts.min(), 1)
+        if ratio < IMBALANCE_RATIO:
+            return None
+        log.warning("classes are imbalanced (largest/smallest training class %.1fx >= %.1fx):"
+                    " balanced class weights (--class-weights none to turn off)", ratio,
+                    IMBALANCE_RATIO)
     weights = len(data.labels["train"]) / (len(counts) * np.maximum(counts, 1))
     return weights.astype(np.float32)
 
@@ -162,14 +171,14 @@ def versions() -> dict:
 
 
 def write_run_files(paths: RunPaths, cfg: TrainConfig, data: RunData,
-                    contract: Contract) -> None:
+                    contract: Contract, extra: dict | None = None) -> None:
     run = {"name": cfg.name, "edgeclf_version": edgeclf.__version__,
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "backend": cfg.backend, "backbone": cfg.backbone,
            "image_size": cfg.image_size, "preprocessing": contract.to_dict(),
            "classes": list(data.classes),
            "dataset": {"root": str(data.root), "fingerprint": data.fingerprint},
-           "config": cfg.to_dict(), "versions": versions()}
+           "config": cfg.to_dict(), "versions": versions(), **(extra or {})}
     write_json(paths.run_json, run)
     write_text(paths.labels, "".join(f"{c}\n" for c in data.classes))
     data.split.write(paths.split)

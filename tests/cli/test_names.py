@@ -27,7 +27,7 @@ from edgeclf.cli import app
 from edgeclf.cli.common import shown
 from edgeclf.fsutil import read_json
 from tests.conftest import ROOT
-from tests.imagefactory import rgb
+from tests.fixtures.images import rgb
 
 CLASSES = ["dogs[red] [bold]x[",                    # + "/]a.png": the path holds "[/]"
            "-كلب 🐶 :cat: \x1b[31m [link=file:etc]",  # "-", RTL, emoji, ESC, a link tag

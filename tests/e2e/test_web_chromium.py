@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgeclf.export import ExportConfig, export_run
 from edgeclf.runtime import Predictor
-from tests.webharness import PageCase, find_chromium, run_page
+from tests.fixtures.webharness import PageCase, find_chromium, run_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -42,7 +41,7 @@ def web(shared_dir, tmp_path_factory):
     if not _ort_web_available():
         pytest.skip("onnxruntime-web is not available: set EDGECLF_ORT_WEB to "
                     "`npm pack onnxruntime-web@1.30.0`'s tarball, or install npm")
-    from tests.runs import make_trained_run
+    from tests.fixtures.runs import make_trained_run
 
     flowers = shared_dir / "data" / "flowers"
     run = make_trained_run(tmp_path_factory.mktemp("web"), backbone="tiny",

@@ -11,7 +11,7 @@ import pytest
 from edgeclf import bench_plan
 from edgeclf.bench import BenchConfig, plan_bench
 
-from .test_bench_fixtures import make_bench_run
+from tests.fixtures.bench import make_bench_run
 
 CORES = len(os.sched_getaffinity(0))
 

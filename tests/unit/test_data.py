@@ -127,6 +127,12 @@ def test_empty_class_and_imbalance_reported(tmp_path):
     assert report.empty_classes == ["empty"]
     assert report.imbalance == pytest.approx(5.0)
     assert any("imbalance" in w for w in report.warnings)
+    # classes >= 5x smaller than the largest are flagged by name (and in the JSON report)
+    assert report.small_classes == ["cats", "dogs"]
+    assert report.to_dict()["small_classes"] == ["cats", "dogs"]
+    assert any("small class" in w and "cats (2)" in w for w in report.warnings)
+    mk.rgb(tmp_path / "cats" / "extra.jpg")            # 3 * 5 > 10: no longer flagged
+    assert prepare_data(tmp_path, C).report.small_classes == ["dogs"]
 
 
 def test_decode_cache_is_reused_and_keyed_by_contract(tmp_path):

@@ -240,3 +240,16 @@ def test_confusion_is_drawn_from_sparse_cells_without_the_png(tmp_path):
     ev["confusion_cells"] = []
     (run / "eval.json").write_text(json.dumps(ev))
     assert "no confusion matrix yet" in _section(render_report(run), "evaluation")
+
+
+def test_small_classes_are_flagged_in_the_dataset_section(tmp_path):
+    run = make_full_run(tmp_path)
+    path = run / "data_report.json"
+    report = json.loads(path.read_text(encoding="utf-8"))
+    report["small_classes"] = ["rose"]
+    path.write_text(json.dumps(report), encoding="utf-8")
+    dataset = _section(write_report(run).read_text(encoding="utf-8"), "dataset")
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr><td>([^<]*)</td>.*?</tr>",
+                                                          dataset, re.S)}
+    assert "small: &gt;= 5x fewer than the largest" in rows["rose"]
+    assert "small" not in rows["daisy"]

@@ -10,7 +10,7 @@ import pytest
 from edgeclf.runtime import Predictor
 from edgeclf.runtime._choose import machine
 
-from .test_runtime_models import build_onnx, solid, write_manifest
+from tests.fixtures.onnx_models import build_onnx, solid, write_manifest
 
 pytest.importorskip("onnxruntime")
 

@@ -9,7 +9,7 @@ import pytest
 
 from edgeclf.runtime import ImageError, ModelError, Predictor, preprocess_batch
 
-from .test_runtime_models import SIZE, build_onnx, expected, solid
+from tests.fixtures.onnx_models import SIZE, build_onnx, expected, solid
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

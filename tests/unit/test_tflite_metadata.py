@@ -31,7 +31,7 @@ SCORE_TOLERANCE = {"none": 1e-5, "dynamic": 1e-5, "float16": 1e-5, "int8": 1 / 2
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from tests.runs import make_trained_run
+    from tests.fixtures.runs import make_trained_run
 
     run = make_trained_run(tmp_path_factory.mktemp("meta"), backbone="tiny", image_size=32,
                            per_class=6, epochs=6)

@@ -11,12 +11,17 @@ from edgeclf.train import TrainConfig
 
 
 def test_resolve_fills_backbone_and_strategy_defaults():
-    cfg = TrainConfig(data_dir="/data/flowers", backbone="InceptionV3").resolve()
+    cfg = TrainConfig(data_dir="/data/flowers", backbone="InceptionV3",
+                      strategy="fine-tune").resolve()
     assert cfg.image_size == 299 and cfg.backbone == "inceptionv3"
     assert cfg.name == "flowers-inceptionv3" and cfg.epochs == 10 and cfg.dropout == 0.2
+    assert cfg.fine_tune_epochs == 5      # fine-tune means what it says: phase 2 runs
     assert cfg.fine_tune_lr == pytest.approx(cfg.lr / 10)
+    auto = TrainConfig().resolve()
+    assert auto.strategy == "auto" and auto.fine_tune_epochs is None    # auto's plan decides
+    assert auto.time_budget == 600 and auto.class_weights == "auto"
     probe = TrainConfig(strategy="linear-probe", head="mlp", optimizer="sgd").resolve()
-    assert probe.epochs == 100 and probe.dropout == 0.5 and probe.lr == pytest.approx(1e-2)
+    assert probe.fine_tune_epochs == 0 and probe.epochs == 100 and probe.dropout == 0.5 and probe.lr == pytest.approx(1e-2)
     ens = TrainConfig(backbone="ensemble").resolve()
     assert ens.ensemble == ("inceptionv3", "xception", "resnet50") and ens.image_size == 299
 
@@ -25,10 +30,18 @@ def test_resolve_fills_backbone_and_strategy_defaults():
     ({"strategy": "magic"}, "strategy"), ({"optimizer": "lbfgs"}, "optimizer"),
     ({"unfreeze": "half"}, "unfreeze"), ({"label_smoothing": 1.5}, "label_smoothing"),
     ({"batch_size": 0}, "batch_size"), ({"backend": "torch"}, "backend"),
-    ({"zoom": 2.0}, "zoom"), ({"mixed_precision": "int8"}, "mixed_precision")])
+    ({"zoom": 2.0}, "zoom"), ({"mixed_precision": "int8"}, "mixed_precision"),
+    ({"time_budget": "soon"}, "time budget"), ({"time_budget": 0}, "time budget"),
+    ({"class_weights": "heavy"}, "class_weights")])
 def test_bad_values_are_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("text,seconds", [(600, 600), ("90s", 90), ("10m", 600),
+                                          ("1.5h", 5400), ("45", 45)])
+def test_time_budget_takes_durations(text, seconds):
+    assert TrainConfig(time_budget=text).time_budget == seconds
 
 
 def test_unknown_backbone_fails_at_resolve():
