@@ -92,6 +92,7 @@ def main() -> None:
     p.add_argument("--every", type=int, default=10000)
     p.add_argument("--bare-seconds", type=float, default=20.0)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--tag", default="", help="appended to the results file name")
     args = p.parse_args()
     folder = args.work / "images"
     labels = args.labels if args.labels and args.labels.is_file() else None
@@ -115,7 +116,7 @@ def main() -> None:
            "ratio_steady": res["steady_images_per_second"] / bare,
            "rss_mb_first_last_max": [rss[0], rss[-1], max(rss)] if rss else []}
     day = out["date"][:10]
-    stem = RESULTS / f"bulk-predict-{day}"
+    stem = RESULTS / f"bulk-predict{args.tag}-{day}"
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     m = out["machine"]
     rows = "\n".join(f"| {s['lines']:,} | {s['seconds']} | {s['rss_mb']} |"
