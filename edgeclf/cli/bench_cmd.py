@@ -49,7 +49,7 @@ def bench_progress(plan: BenchPlan) -> Iterator[Callable[[int, int, str], None]]
     def line(i: int, n: int, what: str) -> None:
         elapsed = time.perf_counter() - start
         left = remaining_seconds(elapsed, i, n, plan.estimate_s)
-        step = f"[{i + 1}/{n}] {what}" if i < n else f"[{n}/{n}] done"
+        step = f"[{i + 1}/{n}] {esc(what)}" if i < n else f"[{n}/{n}] done"
         err_console.print(f"bench {step}: {elapsed:.0f} s elapsed, "
                           f"{_seconds(left) if i < n else 'finished'}"
                           + (" left" if i < n and left is not None else ""),

@@ -76,7 +76,7 @@ def print_metrics(result) -> None:  # noqa: ANN001 - edgeclf.train.TrainResult
 
     console.print(f"[bold]test accuracy {pct(test['accuracy'])}[/]  top-5 "
                   f"{pct(test['top5'])}  macro F1 {pct(test.get('macro_f1'))}  smallest "
-                  f"recall {pct(test.get('min_recall'))} ({test.get('min_recall_class')})  "
+                  f"recall {pct(test.get('min_recall'))} ({esc(test.get('min_recall_class'))})  "
                   f"val accuracy {pct(val['accuracy'])}  "
                   f"(best epoch {m['best_epoch']}, phase {m['best_phase']}; "
                   f"{m['train_seconds']:.0f}s training, {m['images_per_second']:.0f} img/s)")

@@ -73,17 +73,19 @@ def feed(pixels: np.ndarray, inp: TensorInfo, *, foreign: bool) -> np.ndarray:
     if pixels.dtype != np.uint8:
         raise ModelError(f"this model takes {inp.dtype} input; it cannot be fed "
                          f"{pixels.dtype} pixels without rounding them")
-    info = np.iinfo(inp.dtype)
     if foreign or inp.scale <= 0:
         if inp.dtype == np.uint8:
             return pixels            # raw pixels (edgeclf's uint8-input graphs): no copy
         return (pixels.astype(np.int16) - 128).astype(inp.dtype)
+    info = np.iinfo(inp.dtype)
     q = np.round(pixels.astype(np.float32) / inp.scale) + inp.zero_point
     return np.clip(q, info.min, info.max).astype(inp.dtype)
 
 
 def dequantize(y: np.ndarray, out: TensorInfo) -> np.ndarray:
     """Integer outputs become real values with the tensor's scale and zero point."""
+    if y.dtype == np.float32:
+        return y
     if np.issubdtype(y.dtype, np.integer) and out.scale > 0:
         return ((y.astype(np.float32) - out.zero_point) * out.scale).astype(np.float32)
     return y.astype(np.float32, copy=False)

@@ -21,17 +21,21 @@ DEFAULT = ("onnx", "none")
 
 
 def machine() -> tuple[str, int]:
-    """(CPU model, usable cores): what a bench.json entry must match to count here."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware"):
-                    model = value.strip()
-                    break
-    except OSError:
-        pass
+    """(CPU model, usable cores): what a bench.json entry must match to count here (read
+    as ``edgeclf.machine.cpu_info`` records it; stdlib only, as the runtime must be)."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    if model in ("", platform.machine()):
+        try:
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    key, _, value = line.partition(":")
+                    if key.strip() in ("model name", "Model", "Hardware"):
+                        model = value.strip()
+                        break
+        except OSError:
+            pass
     return model, len(os.sched_getaffinity(0))
 
 

@@ -27,6 +27,7 @@ bad manifest or hash), :class:`ImageError` (an unusable image; also a ``ValueErr
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,15 +89,19 @@ def to_probabilities(y: np.ndarray, *, quantized: bool = False) -> np.ndarray:
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         return y
-    if not np.isfinite(y).all():
+    lo, hi = float(y.min()), float(y.max())   # NaN and +-inf show in the extremes: no 3rd pass
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ModelError("the model produced NaN or infinite outputs")
+    in_range = lo >= 0.0 and hi <= 1.0 + PROBABILITY_TOLERANCE
+    if not in_range:
+        e = np.exp(y - y.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
     sums = y.sum(axis=1, dtype=np.float64)
-    in_range = y.min() >= 0.0 and y.max() <= 1.0 + PROBABILITY_TOLERANCE
-    if in_range and quantized:
+    if quantized:
         out = y / np.where(sums > 0, sums, 1.0)[:, None].astype(np.float32)
         out[sums <= 0] = 1.0 / y.shape[1]
         return out
-    if in_range and np.all(np.abs(sums - 1.0) <= PROBABILITY_TOLERANCE):
+    if np.all(np.abs(sums - 1.0) <= PROBABILITY_TOLERANCE):
         return y
     e = np.exp(y - y.max(axis=1, keepdims=True))
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -148,6 +153,7 @@ class Predictor:
     def __init__(self, backend: Backend, *, labels: list[str], contract: Contract,
                  path: Path, threads: int | None = None, quantization: str | None = None):
         self._backend = backend
+        self._quantized_out = backend.output_is_quantized   # asked once, not per call
         self._quantization = quantization
         self._format, self._provider = backend.format, backend.provider
         self.labels = labels
@@ -266,7 +272,7 @@ class Predictor:
         if len(batch) and y.shape[1] != len(self.labels):
             raise ModelError(f"the model returned {y.shape[1]} scores for {len(self.labels)} "
                              "labels")
-        return to_probabilities(y, quantized=self._backend.output_is_quantized)
+        return to_probabilities(y, quantized=self._quantized_out)
 
     def predict_proba(self, images: Any) -> np.ndarray:
         """Probabilities (N, C) float32; raises :class:`ImageError` for any unusable image."""

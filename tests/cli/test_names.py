@@ -120,6 +120,8 @@ def test_train_prints_names_and_each_stage_once(world):
     assert len(re.findall(r"^> decoding ", out, re.M)) == 1
     assert "INFO" not in out
     assert read_json(world["run"] / "run.json")["classes"] == sorted(CLASSES)
+    smallest = read_json(world["run"] / "metrics.json")["test"].get("min_recall_class")
+    assert smallest is None or f"({shown(smallest)})" in out
 
 
 def test_export_and_parity_through_a_pipe_are_quiet_and_unwrapped(world):
@@ -239,3 +241,13 @@ def test_errors_escape_their_text_and_bad_usage_exits_2(world):
     result = _invoke("parity", world["run"], "--budget", "int8=[red]2")
     assert result.exit_code == 2 and "int8=[red]2" in result.output
     assert _invoke("parity", world["run"], "--no-such-option").exit_code == 2
+
+
+def test_bench_a_model_file_with_a_markup_name(world, foreign):
+    out = world["base"] / "bench [red]"
+    result = _invoke("bench", foreign["model"], "--labels", foreign["markup_labels"],
+                     "--output", out, "--batch-sizes", "1", "--threads", "1", "--runs", "2",
+                     "--warmup", "1", "--no-baselines", "--in-process")
+    assert result.exit_code == 0, result.output
+    _has_all(result.stdout, [foreign["model"].name])
+    _has_all(result.stderr, [foreign["model"].name, out / "bench.json"])

@@ -172,6 +172,8 @@ def test_cli_exports_onnx_and_records_it(run_copy):
     (["--format", "savedmodel", "--quantize", "int8"], "does not support", 2),  # bad usage
     (["--format", "pytorch"], "unknown format", 2),
     (["--checkpoint", "missing.keras"], "neither best, last", 1),               # a failure
+    (["--format", "web", "--ort-web", "/nowhere/ort.tgz"], "does not exist; on a machine "
+     "with npm run `npm pack onnxruntime-web@", 1),
 ])
 def test_cli_bad_input_is_an_error_line_and_exit_code(run_copy, args, message, code):
     from typer.testing import CliRunner
@@ -181,6 +183,7 @@ def test_cli_bad_input_is_an_error_line_and_exit_code(run_copy, args, message, c
     res = CliRunner().invoke(app, ["export", str(run_copy), *args])
     assert res.exit_code == code
     assert "Error:" in res.output and message in res.output.replace("\n", " ")
+    assert not (run_copy / "export" / "web").exists()
 
 
 def test_format_table_is_what_the_cli_accepts():

@@ -102,3 +102,10 @@ def test_otherwise_the_float32_onnx_as_before(run, case):
     p = Predictor.from_path(run, threads=2)
     assert p.path.name == "model.onnx"
     assert p.selection.startswith("the float32 ONNX artifact (the default)")
+
+
+def test_this_machine_is_read_as_bench_json_records_it():
+    from edgeclf.machine import cpu_info
+
+    info = cpu_info()
+    assert machine() == (info["model"], info["usable_cores"])
