@@ -108,9 +108,10 @@ def load_or_build(dataset: Dataset, contract: Contract, *, workers: int | None =
     has_pixels = index is not None and index.get("pixels", True)
     plan = plan_cache(dataset, contract, final, budget=budget,
                       existing_bytes=_pixel_bytes(index, contract) if has_pixels else None)
-    log.info("%s", plan.describe())
     if on_plan:
         on_plan(plan)
+    else:
+        log.info("%s", plan.describe())
     if plan.mode == "reuse":
         cache = _open(final, index, contract)
         log.info("decode cache hit: %s (%d images, nothing decoded)", final, len(cache.relpaths))

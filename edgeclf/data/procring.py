@@ -7,7 +7,9 @@ loop's own Python for the GIL: on the 16-core GPU machine, 15 loader threads gav
 gave 4,200-4,400 alone and 0.87-0.91 of the synthetic-tensor rate
 (benchmarks/results/train-gpu-2026-11-22.md). Processes have no shared GIL.
 
-Each worker opens the decode cache (a read-only memmap) and the ring (a float32 memmap of
+Each worker opens the images (the decode cache's read-only memmap, or a packed or streamed
+view from :mod:`edgeclf.data.store`: a streamed dataset is decoded right here, in the
+workers) and the ring (a float32 memmap of
 ``slots`` batches in /dev/shm when it has room, else in the temp folder), and
 writes one augmented batch into the slot it was given. The loader hands that slot to the
 consumer as a view and reuses it when the consumer asks for the next batch, so a batch's

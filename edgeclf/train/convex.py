@@ -1,8 +1,8 @@
 """The convex head: multinomial logistic regression on cached features, solved full-batch
 with L-BFGS (scipy), its L2 strength chosen on the validation split.
 
-Features are standardised for the solver (well-conditioned, one grid of strengths fits every
-backbone) and the scaling is folded back into the weights, so the result is an ordinary
+Features are centred and scaled by one global factor for the solver (one grid of strengths
+fits every backbone) and the scaling is folded back into the weights, so the result is an ordinary
 ``Dense`` kernel and bias on the raw pooled features: nothing is added at inference.
 numpy + scipy only (no Keras), so it is tested on its own.
 """
@@ -103,8 +103,10 @@ def fit_convex_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         raise ValueError(f"fit_convex_head needs (n, D) features and n labels, got "
                          f"{x_train.shape} and {y_train.shape}")
     mean = x_train.mean(axis=0)
-    scale = x_train.std(axis=0)
-    scale = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
+    # one scale for every feature: the L2 penalty keeps the geometry of the raw features
+    # (per-feature standardisation lifts near-constant, noisy features to the same weight)
+    spread = float(x_train.std())
+    scale = np.full(x_train.shape[1], spread if spread > 1e-6 else 1.0, np.float32)
     xs = (x_train - mean) / scale
     d, c = xs.shape[1], num_classes
     y1 = np.zeros((len(y_train), c), np.float32)

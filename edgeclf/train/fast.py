@@ -68,18 +68,19 @@ def choose_plan(cfg: TrainConfig, model: Any, data: RunData, *, elapsed: float,
                           unfreeze=cfg.unfreeze), {}
     engines: dict[str, Engine] = {}
     first: dict = {}
+    spent = [0.0]
     weights_before = model.get_weights()
 
     def costs(k: int) -> CutCost | None:
         if k >= len(cuts):
             return None
+        t0 = time.perf_counter()
         cm = split_at(model, cuts[k])
         sample = _sample(data, 16)
         acts = np.asarray(cm.bottom.predict_on_batch(sample[:4]), np.float32)
         batch = np.repeat(acts, 4, axis=0)[:16]
         fwd = _per_image(lambda: cm.top.predict_on_batch(batch), len(batch))
         if k == 0:
-            t0 = time.perf_counter()
             engine = fastest_engine(cm.bottom, sample[:CHECK_IMAGES])
             engines[cuts[k]] = engine
             first.update(convert=time.perf_counter() - t0,
@@ -91,16 +92,20 @@ def choose_plan(cfg: TrainConfig, model: Any, data: RunData, *, elapsed: float,
         y = one_hot(np.zeros(len(batch), np.int64), len(data.classes))
         step = _per_image(lambda: cm.top.train_on_batch(batch, y), len(batch))
         model.set_weights(weights_before)
-        return CutCost(cut=cuts[k], bottom=bottom, step=step, forward=fwd, fixed=fixed)
+        spent[0] += time.perf_counter() - t0       # measuring is part of the budget
+        return CutCost(cut=cuts[k], bottom=bottom, step=step, forward=fwd,
+                       fixed=fixed + spent[0])
 
     t0 = time.perf_counter()
     plan = plan_auto(head=cfg.head, pretrained=str(cfg.weights).lower() != "none",
                      accelerator=accelerator, single_backbone=len(backbones) == 1,
                      fine_tune_epochs=cfg.fine_tune_epochs, n_train=n["train"],
                      n_val=n["val"], n_test=n["test"], budget=float(cfg.time_budget),
-                     elapsed=elapsed, probe_seconds=0.0, costs=costs)
-    for b in backbones:
-        b.trainable = False            # measuring unfroze layers above the cuts
+                     elapsed=elapsed, costs=costs)
+    for b in backbones:                # measuring unfroze layers above the cuts
+        for layer in b.layers:
+            layer.trainable = False
+        b.trainable = False
     plan.measured["seconds"] = round(time.perf_counter() - t0, 1)
     return plan, engines
 
@@ -211,9 +216,18 @@ def phase1_cached(fast: Fast, cfg: TrainConfig, model: Any, data: RunData, sess:
         t0 = time.perf_counter()
         fit = fit_convex_head(f["train"], y_tr, f["val"], y_va, num_classes=n_classes,
                               class_weight=sess.class_weights)
+        rows, mirrored = int(len(y_tr)), len(y_tr) > len(data.labels["train"])
+        if mirrored and len(y_va):    # mirrored rows kept only when val says they help
+            n = len(data.labels["train"])
+            plain = fit_convex_head(f["train"][:n], y_tr[:n], f["val"], y_va,
+                                    num_classes=n_classes, class_weight=sess.class_weights)
+            log.info("convex head: val accuracy %.4f with mirrored rows, %.4f without",
+                     fit.val_accuracy, plain.val_accuracy)
+            if (plain.val_accuracy, -plain.val_loss) > (fit.val_accuracy, -fit.val_loss):
+                fit, rows, mirrored = plain, n, False
         model.get_layer("head_logits").set_weights([fit.kernel, fit.bias])
         fast.convex = {"l2": fit.l2, "grid": fit.grid, "seconds": fit.seconds,
-                       "train_rows": int(len(y_tr))}
+                       "train_rows": rows, "mirrored_rows": mirrored}
         probs = fit.predict_proba(f["val"]) if len(y_va) else None
         val_acc = fit.val_accuracy if fit.val_accuracy is not None else fit.train_accuracy
         row = {"loss": float("nan"), "accuracy": fit.train_accuracy,

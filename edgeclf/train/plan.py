@@ -75,8 +75,9 @@ def epochs_for(views: int) -> int:
 
 def cut_seconds(cost: CutCost, *, n_train: int, n_eval: int, n_val: int, views: int,
                 epochs: int) -> float:
-    """Caching (train views + val/test clean) plus training epochs with validation."""
-    cache = (n_train * views + n_eval) * cost.bottom
+    """Caching (train views + val/test clean), pooling for the convex head, then training
+    epochs with validation."""
+    cache = (n_train * views + n_eval) * cost.bottom + (2 * n_train + n_eval) * cost.forward
     train = epochs * (n_train * cost.step + n_val * cost.forward)
     return cost.fixed + cache + train
 
@@ -113,11 +114,10 @@ def plan_cut(cut: str | None, *, head: str, n_train: int,
 
 def plan_auto(*, head: str, pretrained: bool, accelerator: bool, single_backbone: bool,
               fine_tune_epochs: int | None, n_train: int, n_val: int, n_test: int,
-              budget: float, elapsed: float, probe_seconds: float,
+              budget: float, elapsed: float,
               costs: Callable[[int], CutCost | None]) -> Plan:
     """The auto choice. ``costs(k)`` measures candidate cut ``k`` (deepest fine-tune first;
-    None when there is no such cut); ``probe_seconds``: the estimated cost of the probe
-    path (features of every image), which the cut path replaces."""
+    None when there is no such cut)."""
     probe_head = "convex" if head == "linear" else "sgd"
     if not pretrained:
         return Plan("fine-tune", "no pretrained weights (--weights none): the whole network "
@@ -162,6 +162,5 @@ def plan_auto(*, head: str, pretrained: bool, accelerator: bool, single_backbone
     else:
         probe.reason = (f"CPU: the time budget ({budget:.0f}s, {elapsed:.0f}s already spent) "
                         f"is too small for any fine-tuning (the cheapest needs ~"
-                        f"{cheapest:.0f}s); falling back to the head on cached features "
-                        f"(~{probe_seconds:.0f}s)")
+                        f"{cheapest:.0f}s more); falling back to the head on cached features")
     return probe

@@ -78,34 +78,31 @@ def test_cut_fine_tune_trains_one_keras_model_and_resumes(shapes_dir, tmp_path, 
     assert {"min_recall", "macro_f1", "mean_recall"} <= set(m["test"])
 
 
-def test_linear_probe_adds_mirrored_rows_unless_told_not_to(shapes_dir, tmp_path, cache_dir,
-                                                            weights):
-    common = dict(data_dir=str(shapes_dir), out=str(tmp_path), strategy="linear-probe",
-                  weights=weights, **TINY)
-    flip = train(TrainConfig(name="flip", **common)).metrics
-    plain = train(TrainConfig(name="plain", horizontal_flip=False, **common)).metrics
-    n_train = len(json.loads(RunPaths(tmp_path / "flip").split.read_text())["train"])
-    assert flip["convex_head"]["train_rows"] == 2 * n_train
-    assert plain["convex_head"]["train_rows"] == n_train
-    assert flip["engines"]["features"]["max_abs_diff_vs_keras"] <= 1e-3
-    assert flip["strategy"] == "linear-probe" and flip["test"]["accuracy"] > 0.5
-
-
-def test_one_image_in_a_class_still_trains_and_is_flagged(shapes_dir, tmp_path, cache_dir,
-                                                         weights):
+def test_probe_mirrors_rows_unless_told_not_to_and_one_image_classes_train(
+        shapes_dir, tmp_path, cache_dir, weights):
     data = tmp_path / "data"
     shutil.copytree(shapes_dir, data)
     lonely = sorted(p for p in data.iterdir() if p.is_dir())[0]
     for f in sorted(lonely.iterdir())[1:]:
         f.unlink()
+    common = dict(data_dir=str(data), out=str(tmp_path), strategy="linear-probe",
+                  weights=weights, **TINY)
     events = []
-    result = train(TrainConfig(data_dir=str(data), out=str(tmp_path), name="one",
-                               strategy="linear-probe", weights=weights, **TINY),
-                   progress=events.append)
+    flip = train(TrainConfig(name="flip", **common), progress=events.append).metrics
+    plain = train(TrainConfig(name="plain", horizontal_flip=False, **common)).metrics
+    n_train = len(json.loads(RunPaths(tmp_path / "flip").split.read_text())["train"])
+    # mirrored rows are tried and kept only when val says they help
+    mirrored = flip["convex_head"]["mirrored_rows"]
+    assert flip["convex_head"]["train_rows"] == (2 if mirrored else 1) * n_train
+    assert plain["convex_head"]["train_rows"] == n_train
+    assert plain["convex_head"]["mirrored_rows"] is False
+    assert flip["engines"]["features"]["max_abs_diff_vs_keras"] <= 1e-3
+    assert flip["strategy"] == "linear-probe" and flip["test"]["accuracy"] > 0.5
+    # the one-image class trained (it is in the split's training part), and was flagged
     said = " ".join(e.message for e in events if e.kind == "stage")
     assert f"{lonely.name} (1 images)" in said and "balanced class weights" in said
-    assert result.metrics["test"]["per_class"][lonely.name]["support"] == 0
-    report = json.loads(RunPaths(result.run_dir).data_report.read_text())
+    assert flip["test"]["per_class"][lonely.name]["support"] == 0
+    report = json.loads(RunPaths(tmp_path / "flip").data_report.read_text())
     assert lonely.name in report["small_classes"]
 
 
@@ -136,3 +133,26 @@ def test_a_cut_cache_killed_half_way_is_never_used(shapes_dir, cache_dir):
     assert not again.computed and np.array_equal(again.val, made.val)
     other = build_cut_cache(run, data.cache, {**rows, "test": np.arange(16, 19)}, "k", **kw)
     assert other.computed and len(other.test) == 3            # other rows: recomputed
+
+
+def test_auto_measures_the_cuts_and_falls_back_when_the_budget_is_too_small(
+        shapes_dir, tmp_path, cache_dir, weights):
+    from edgeclf.train.fast import choose_plan
+    from edgeclf.train.model import backbones_of, build_model
+    from edgeclf.train.setup import prepare
+
+    cfg = TrainConfig(data_dir=str(shapes_dir), weights=weights, time_budget="1s",
+                      **TINY).resolve()
+    data = prepare(cfg, Contract(size=(32, 32)), None)
+    model = build_model(cfg.members(), len(data.classes), image_size=32, weights=weights)
+    before = [w.copy() for w in model.get_weights()]
+    plan, engines = choose_plan(cfg, model, data, elapsed=0.0, accelerator=False)
+    assert plan.strategy == "linear-probe" and "too small for any fine-tuning" in plan.reason
+    cuts = [k for k in plan.measured if k != "seconds"]
+    assert len(cuts) >= 2 and all(plan.measured[c]["bottom"] > 0 and
+                                  plan.measured[c]["step"] > 0 for c in cuts)
+    assert set(engines) == {cuts[0]} and engines[cuts[0]].max_abs_diff <= 1e-3
+    # measuring trained a step: the weights are back, the backbone frozen again
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert len(model.trainable_weights) == 2             # head_logits kernel + bias only
+    assert not any(b.trainable for b in backbones_of(model))

@@ -18,7 +18,6 @@ def _auto(budget, *, n_train=1000, accelerator=False, pretrained=True, single=Tr
     return plan_auto(head="linear", pretrained=pretrained, accelerator=accelerator,
                      single_backbone=single, fine_tune_epochs=fine_tune_epochs,
                      n_train=n_train, n_val=300, n_test=150, budget=budget, elapsed=elapsed,
-                     probe_seconds=30.0,
                      costs=lambda k: costs[k] if k < len(costs) else None)
 
 

@@ -25,7 +25,7 @@ def test_cli_linear_probe_then_fine_tune_writes_the_run_contract(shapes_dir, tmp
                    'unfreeze = "12"\nbatch_size = 8\nsteps_per_epoch = 1\nworkers = 1\n')
     res = CliRunner().invoke(app, ["train", str(shapes_dir), "--config", str(cfg),
                                    "--out", str(tmp_path / "models"), "--name", "tiny",
-                                   "--epochs", "3"])
+                                   "--epochs", "3", "--time-budget", "5m"])
     assert res.exit_code == 0, res.output
     paths = RunPaths(tmp_path / "models" / "tiny")
     assert "edgeclf export" in res.output and "--format onnx" in res.output
@@ -42,8 +42,12 @@ def test_cli_linear_probe_then_fine_tune_writes_the_run_contract(shapes_dir, tmp
     assert paths.data_report.is_file() and list(paths.logs.glob("events.out.tfevents.*"))
     history = paths.history.read_text().splitlines()
     assert history[0].startswith("epoch,phase,loss,accuracy,val_loss,val_accuracy")
-    assert [r.split(",")[:2] for r in history[1:]] == [["1", "1"], ["2", "1"], ["3", "1"],
-                                                      ["4", "2"]]
+    # the convex head is one solve (one row), then --fine-tune-epochs 1 on images
+    assert [r.split(",")[:2] for r in history[1:]] == [["1", "1"], ["2", "2"]]
+    assert run["config"]["time_budget"] == 300
+    assert run["strategy_choice"]["strategy"] == "linear-probe"
+    assert run["strategy_choice"]["head"] == "convex" and run["strategy_choice"]["epochs"] == 1
+    assert "strategy linear-probe: requested" in res.output
     metrics = json.loads(paths.metrics.read_text())
     assert set(metrics["test"]) >= {"accuracy", "top5", "n", "per_class"}
     assert metrics["test"]["n"] == len(split["test"]) and "train_seconds" in metrics
