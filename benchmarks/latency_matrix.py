@@ -223,7 +223,7 @@ def markdown(report: dict) -> str:
              f"- Machine: {m['cpu']['model']}, {m['cpu']['usable_cores']} usable cores, "
              f"flags {', '.join(m['cpu']['flags']) or '-'}, {m['memory_gib']} GiB; GPUs: "
              f"{', '.join(g['name'] for g in m['gpus']) or 'none'}",
-             f"- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
+             "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
              f"- Load average (1/5/15 min) at start {m['load_average_start']}, at end "
              f"{m['load_average_end']} (figures taken under load, e.g. when the load "
              "average nears the core count, are noisy)",
