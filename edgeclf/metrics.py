@@ -59,9 +59,13 @@ class ClassificationMetrics:
         its ``loss``): accuracy, top5, n, macro_f1, per_class {label: {precision, recall,
         f1, support}}, rounded to ``digits``."""
         r = lambda x: round(float(x), digits)  # noqa: E731
+        recalls = {c.label: c.recall for c in self.per_class if c.support}
         return {"accuracy": r(self.accuracy) if self.n else None,
                 "top5": r(self.top_k_accuracy) if self.n else None, "n": self.n,
                 "macro_f1": r(self.macro_f1) if self.n else None,
+                "min_recall": r(min(recalls.values())) if recalls else None,
+                "min_recall_class": min(recalls, key=recalls.get) if recalls else None,
+                "mean_recall": r(np.mean(list(recalls.values()))) if recalls else None,
                 "per_class": {c.label: {"precision": r(c.precision), "recall": r(c.recall),
                                         "f1": r(c.f1), "support": c.support}
                               for c in self.per_class}}

@@ -57,6 +57,22 @@ def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
                           text=True, env=env, timeout=900, cwd=ROOT)
 
 
+@pytest.fixture(autouse=True)
+def _no_terminal_width(monkeypatch):
+    """pytest-xdist's workers set COLUMNS=80, which Rich reads when the CLI's consoles are
+    created; a pipe or log file has no width (the CLI then prints full-width rows), which is
+    the case these tests check."""
+    _wide(monkeypatch)
+
+
+def _wide(mp: pytest.MonkeyPatch) -> None:
+    from edgeclf.cli import common
+
+    mp.delenv("COLUMNS", raising=False)
+    for con in (common.console, common.err_console):
+        mp.setattr(con, "_width", None)
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return _dataset(tmp_path_factory.mktemp("names-data") / "data [red]")
@@ -67,6 +83,7 @@ def world(tmp_path_factory, dataset):
     base = tmp_path_factory.mktemp("names")
     data = dataset
     with pytest.MonkeyPatch.context() as mp:
+        _wide(mp)
         mp.setenv("EDGECLF_CACHE_DIR", str(base / "cache"))
         trained = runner.invoke(app, [
             "train", str(data), "--backbone", "mobilenetv2_0.35", "--weights", "none",

@@ -91,6 +91,7 @@ TRAIN_AND_STALL = textwrap.dedent("""
     data, out, name, epochs = sys.argv[1:5]
     train(TrainConfig(data_dir=data, out=out, name=name, backbone="mobilenetv2_0.35",
                       weights="none", image_size=32, epochs=int(epochs), strategy="fine-tune",
+                      fine_tune_epochs=0,
                       augment=False, batch_size=16, workers=1, patience=100), progress=stall)
 """)
 def _edgeclf(*args: object, timeout: float = 400) -> subprocess.CompletedProcess:

@@ -30,7 +30,8 @@ SCRIPT = textwrap.dedent("""
     data, out = sys.argv[1:3]
     result = train(TrainConfig(data_dir=data, out=out, name="jax", backend="jax",
                                backbone="mobilenetv2_0.35", weights="none", image_size=32,
-                               epochs=1, fine_tune_epochs=1, unfreeze="all", batch_size=8,
+                               strategy="fine-tune", epochs=1, fine_tune_epochs=1,
+                               unfreeze="all", batch_size=8,
                                steps_per_epoch=1, workers=1))
     import jax, keras
     model = load_checkpoint(result.checkpoint)

@@ -24,6 +24,7 @@ STALL_AFTER_EPOCH_1 = textwrap.dedent("""
     data, out = sys.argv[1:3]
     train(TrainConfig(data_dir=data, out=out, name="r", backbone="mobilenetv2_0.35",
                       weights="none", image_size=32, epochs=3, batch_size=8,
+                      strategy="fine-tune", fine_tune_epochs=0,
                       steps_per_epoch=1, workers=1, patience=0), progress=stall)
 """)
 
