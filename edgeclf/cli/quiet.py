@@ -23,7 +23,8 @@ import warnings
 
 #: One C++ log line of TensorFlow/absl/XLA/TFLite (``I0000 00:00:... file.cc:83] ...``, or
 #: TensorFlow's older ``2026-... : W tensorflow/...``), the continuation line of its CPU
-#: feature note, absl's pre-init warning, LiteRT's delegate note and onnxruntime's log lines.
+#: feature note, absl's pre-init warning, LiteRT's delegate note, onnxruntime's log lines and
+#: the TFLite quantizer's unprefixed settings line (written straight to stderr).
 #: Fatal lines (``F...``) are kept: they explain a crash.
 NATIVE_LOG = re.compile(
     rb"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]\n]+\] "
@@ -31,7 +32,8 @@ NATIVE_LOG = re.compile(
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \[[VIW]:onnxruntime:"
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
     rb"|To enable the following instructions: .*rebuild TensorFlow"
-    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU)")
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU"
+    rb"|fully_quantize: \d+, inference_type: \d+, input_inference_type: )")
 
 #: What TensorFlow, absl, gRPC and onnxruntime read at load time.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2",

@@ -46,7 +46,9 @@ NOISE = [b"WARNING: All log messages before absl::InitializeLog() is called are 
          b"output_format.\n",
          b"To enable the following instructions: AVX2 FMA, in other operations, rebuild "
          b"TensorFlow with the appropriate compiler flags.\n",
-         b"2026-12-01 23:58:12.123456: I tensorflow/core/util/port.cc:153] oneDNN on.\n"]
+         b"2026-12-01 23:58:12.123456: I tensorflow/core/util/port.cc:153] oneDNN on.\n",
+         b"fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, "
+         b"output_inference_type: FLOAT32\n"]
 KEPT = [b"Error: model.onnx failed\n", b"F0000 00:00:1.0 1 x.cc:1] Check failed: fatal\n",
         b"I0000 is a file name, not a log line\n"]
 
