@@ -1,12 +1,12 @@
-"""ONNX int8: edgeclf's U8U8 recipe vs U8S8 with 7-bit weights (``reduce_range``), on speed
-and accuracy, against float32 (issue 15).
+"""ONNX int8: edgeclf's U8U8 recipe vs U8S8 with 7-bit weights (``reduce_range``) and U8S8
+with 8-bit weights, on speed and accuracy, against float32 (issue 15).
 
     python benchmarks/int8_recipes.py RUN --photos DIR --per-class 60 [--rounds 5]
 
 RUN is an exported run whose ``export/model.onnx`` is the float graph (float32 or uint8
 input). Both int8 variants are quantized here from it, with the calibration sample edgeclf
 export uses (seed 0), and written next to it as ``model.int8-u8u8.onnx`` and
-``model.int8-u8s8-rr.onnx`` (not in the manifest). Accuracy: top-1 on photos of DIR (one
+``model.int8-u8s8-rr.onnx``, ``model.int8-u8s8.onnx`` (not in the manifest). Accuracy: top-1 on photos of DIR (one
 folder per class, the run's labels) that the run's split does not use; speed: bare sessions
 (2 threads, the predictor's options) taking turns in one process, batch 1 and 8, median of
 round medians. Writes ``benchmarks/results/int8-recipes-<UTC date>.{md,json}``.
@@ -34,7 +34,23 @@ from edgeclf.fsutil import write_json, write_text  # noqa: E402
 RECIPES = {
     "model.int8-u8u8.onnx": {},                                 # edgeclf's default options
     "model.int8-u8s8-rr.onnx": {"weight_type": "QInt8", "reduce_range": True},
+    "model.int8-u8s8.onnx": {"weight_type": "QInt8"},           # exact only with VNNI / ARM
 }
+
+
+def float_input_graph(model):
+    """``model`` (uint8 ``image`` cast to float32 as its first node, as edgeclf exports
+    it) with float32 input and no cast: the graph the exporter quantizes."""
+    import onnx
+
+    graph = model.graph
+    name = graph.input[0].name
+    (cast,) = [n for n in graph.node if n.op_type == "Cast" and list(n.input) == [name]]
+    for node in graph.node:
+        node.input[:] = [name if i == cast.output[0] else i for i in node.input]
+    graph.node.remove(cast)
+    graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    return model
 
 
 def build(run: Path, work: Path) -> None:
@@ -42,6 +58,7 @@ def build(run: Path, work: Path) -> None:
 
     from edgeclf.data.split import Split
     from edgeclf.export.calibration import load_calibration
+    from edgeclf.export.onnx import finish_onnx
     from edgeclf.export.onnx_quant import quantize_int8
     from edgeclf.runtime.contract import Contract
     from edgeclf.runtime.metadata import from_onnx_props
@@ -49,19 +66,19 @@ def build(run: Path, work: Path) -> None:
     export = run / "export"
     src = export / "model.onnx"
     model = onnx.load(str(src))
-    if model.graph.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise SystemExit(f"{src} takes uint8: quantize from a float-input graph")
     meta = from_onnx_props({p.key: p.value for p in model.metadata_props})
+    pixels_uint8 = model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    if pixels_uint8:
+        src = work / "float32.onnx"
+        onnx.save(float_input_graph(model), str(src))
     calib = load_calibration(Split.read(run / "split.json"),
                              Contract.from_dict(meta["preprocessing"]), size=300, seed=0)
     for name, options in RECIPES.items():
         if not (export / name).is_file():
-            quantize_int8(src, export / name, calib, work, options=options)
-            # keep the metadata, so the predictor can load it as a model file
-            q = onnx.load(str(export / name))
-            for p in model.metadata_props:
-                q.metadata_props.add(key=p.key, value=p.value)
-            onnx.save(q, str(export / name))
+            # the exporter's own steps: quantize the float graph, then the same input type
+            # as model.onnx and the metadata (the predictor loads it as a model file)
+            quantize_int8(src, work / name, calib, work, options=options)
+            finish_onnx(work / name, export / name, meta, pixels_uint8=pixels_uint8)
 
 
 def held_out(run: Path, photos: Path, per_class: int, labels: list[str]):

@@ -102,7 +102,8 @@ def _edgeclf(*args: object, timeout: float = 400) -> subprocess.CompletedProcess
 
 def test_kill9_mid_epoch_then_resume_reaches_all_epochs(shapes_dir, tmp_path):
     """A real training process killed mid-epoch 2: a second process meanwhile is refused;
-    ``--resume`` continues from epoch 1 and ends with every epoch and a valid best.keras."""
+    ``--resume`` continues from epoch 1 (optimizer state included) and ends with every
+    epoch and a valid best.keras."""
     from edgeclf.report.html import render_report
     from edgeclf.run import RunPaths, lock_owner
 
@@ -142,6 +143,12 @@ def test_kill9_mid_epoch_then_resume_reaches_all_epochs(shapes_dir, tmp_path):
     with zipfile.ZipFile(paths.best) as archive:
         assert archive.testzip() is None and "config.json" in archive.namelist()
     assert not [p for p in paths.checkpoints.iterdir() if ".partial" in p.name]
+    # the optimizer's state was carried over: epoch 1's steps (from last.keras) + epoch 2's
+    import keras
+
+    steps = int(lines[-1].split("/")[1])
+    last = keras.saving.load_model(paths.last, compile=True)
+    assert int(last.optimizer.iterations) == epochs * steps
 
 
 EXPORT_AND_STALL = textwrap.dedent("""
