@@ -35,7 +35,7 @@ def _seconds(s: float | None) -> str:
 def bench_progress(plan: BenchPlan) -> Iterator[Callable[[int, int, str], None]]:
     """The plan and its estimate first; then a bar on a terminal, else one line per job
     (a log file or CI shows what runs and how long is left)."""
-    from edgeclf.bench_plan import remaining_seconds
+    from edgeclf.bench.plan import remaining_seconds
 
     err_console.print(f"bench: {len(plan.jobs)} jobs, {plan.rows} rows, "
                       f"{_seconds(plan.estimate_s)} (--exhaustive: the full sweep)",
