@@ -44,7 +44,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeclf.bench import plan as _plan
-from edgeclf.bench.config import FORMATS, BenchConfig, validate_config
+from edgeclf.bench.config import (
+    BENCH_ONLY_FORMATS,
+    BenchConfig,
+    bench_formats,
+    exported_formats,
+    validate_config,
+)
 from edgeclf.bench.history import (
     BenchResult,
     append_history,
@@ -85,7 +91,8 @@ def plan_targets(target: str | Path, cfg: BenchConfig) -> tuple[list[Target], di
     if not target.exists():
         raise ModelError(f"{target} does not exist: give a run directory or a model file "
                          "(.onnx, .tflite)")
-    wanted = _plan.resolve_formats(cfg.formats, cfg.exhaustive, FORMATS)
+    wanted = _plan.resolve_formats(cfg.formats, cfg.exhaustive, exported_formats(),
+                                   BENCH_ONLY_FORMATS)
     if target.is_file():
         fmt = MODEL_SUFFIXES.get(target.suffix.lower())
         if fmt is None:
@@ -106,7 +113,7 @@ def _plan_run(paths: RunPaths, wanted: set[str], baselines: bool) -> tuple[list[
     info = json.loads(paths.run_json.read_text())
     out: list[Target] = []
     manifest = load_manifest(paths.export_dir) if paths.manifest.is_file() else None
-    if manifest is None and wanted - {"keras"}:
+    if manifest is None and wanted - set(BENCH_ONLY_FORMATS):
         log.warning("%s has no export/manifest.json: only the Keras baselines can run "
                     "(run `edgeclf export` first)", paths.root)
     float_tflite: Target | None = None
@@ -309,6 +316,14 @@ def _check_gpu_rows(rows: list[dict]) -> None:
         if r["device"] == "gpu" and r["status"] == "ok" and not is_gpu_provider(r["provider"]):
             raise DeviceError(f"{r['artifact']}: a GPU run was requested but it ran on "
                               f"{r['provider']}; refusing to record it as a GPU figure")
+
+
+def __getattr__(name: str) -> object:
+    """``FORMATS``: every format ``--formats`` accepts, derived from export's table when asked
+    (not at import: a bench subprocess imports this package before timing its model)."""
+    if name == "FORMATS":
+        return bench_formats()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

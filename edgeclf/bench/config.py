@@ -13,10 +13,26 @@ from edgeclf.bench import plan
 from edgeclf.bench.timing import MAX_BATCH
 from edgeclf.errors import ConfigError
 
-FORMATS = ("onnx", "tflite", "savedmodel", "keras")
+#: What bench runs besides the exported formats: the Keras baselines on the checkpoint.
+BENCH_ONLY_FORMATS = ("keras",)
 DEVICES = ("cpu", "gpu", "all")
 MAX_THREADS = 256
 GPU_MODES = ("numpy", "iobinding", "cuda-graph")
+
+
+def exported_formats() -> tuple[str, ...]:
+    """The formats of export's one table (:data:`edgeclf.export.FORMATS`) that bench times.
+
+    Imported here, when a bench is planned, not with the package: a bench subprocess imports
+    this package and must load nothing but its own model before the timing."""
+    from edgeclf.export import FORMATS as EXPORT_FORMATS
+
+    return tuple(name for name, spec in EXPORT_FORMATS.items() if spec.benched)
+
+
+def bench_formats() -> tuple[str, ...]:
+    """Every format ``--formats`` accepts: the exported ones, then the Keras baselines."""
+    return exported_formats() + BENCH_ONLY_FORMATS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,9 +75,10 @@ def validate_config(cfg: BenchConfig) -> None:
     """Refuse nonsense before anything is loaded (ConfigError says what and why)."""
     if cfg.device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {cfg.device!r}")
+    formats = bench_formats()
     for f in cfg.formats or ():
-        if f not in FORMATS:
-            raise ConfigError(f"unknown format {f!r}; formats are {', '.join(FORMATS)}")
+        if f not in formats:
+            raise ConfigError(f"unknown format {f!r}; formats are {', '.join(formats)}")
     if not cfg.batch_sizes:
         raise ConfigError("--batch-sizes is empty: give at least one batch size, e.g. 1,8,32")
     for b in cfg.batch_sizes:

@@ -32,8 +32,6 @@ ROW_SECONDS = 1.0
 QUICK_WARMUP = 2
 EXHAUSTIVE_RUNS = 50
 EXHAUSTIVE_WARMUP = 5
-#: Formats measured when none are asked for; ``keras`` (the baselines) only when exhaustive.
-QUICK_FORMATS = ("onnx", "tflite", "savedmodel")
 #: Seconds a fresh benchmark process needs before its first timed call: interpreter start,
 #: the runtime's import, session creation (TensorFlow-backed runners import TensorFlow).
 STARTUP_SECONDS = {"onnx": 2.0, "tflite": 2.0, "savedmodel": 10.0, "keras": 12.0}
@@ -60,10 +58,12 @@ def resolve_timing(runs: int | None, seconds: float | None, warmup: int | None,
 
 
 def resolve_formats(formats: tuple[str, ...] | None, exhaustive: bool,
-                    all_formats: tuple[str, ...]) -> set[str]:
+                    exported: tuple[str, ...], bench_only: tuple[str, ...]) -> set[str]:
+    """Formats measured: as given; else every exported format, and ``bench_only`` (the Keras
+    baselines) too when exhaustive."""
     if formats:
         return set(formats)
-    return set(all_formats) if exhaustive else set(QUICK_FORMATS)
+    return set(exported) | (set(bench_only) if exhaustive else set())
 
 
 #: The figures of a row (None in a failed row).

@@ -49,6 +49,7 @@ def in_process(tiny_run):
     (dict(warmup=-1), "--warmup"),
     (dict(device="tpu"), "--device must be one of"),
     (dict(formats=("onnx", "pt")), "unknown format 'pt'"),
+    (dict(formats=("web",)), "unknown format 'web'"),     # exported, but timed in a browser
 ])
 def test_bad_config_is_a_clear_error(tiny_run, kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -272,3 +273,15 @@ def test_overhead_pairs_rows_of_the_same_file_threads_and_batch():
     assert "overhead" not in rows[2] and "overhead" not in rows[3]   # no bare row to pair
     assert rows[4]["overhead"] == pytest.approx(0.5)
     assert rows[4]["overhead_vs"] == "tflite-xnnpack"
+
+
+def test_bench_formats_are_export_table_ones_plus_the_keras_baselines(monkeypatch):
+    import dataclasses
+
+    from edgeclf import export
+
+    assert bench.FORMATS == ("savedmodel", "onnx", "tflite", "keras")
+    spec = dataclasses.replace(export.FORMATS["onnx"], name="onnx2")
+    monkeypatch.setitem(export.FORMATS, "onnx2", spec)      # a new exported format ...
+    assert "onnx2" in bench.FORMATS                           # ... is one bench accepts
+    bench.validate_config(BenchConfig(formats=("onnx2", "keras")))
