@@ -39,7 +39,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,6 +60,7 @@ from edgeclf.bench.history import (
 from edgeclf.bench.plan import FIGURES, Job
 from edgeclf.bench.timing import check_batch_memory
 from edgeclf.errors import DeviceError, ModelError, RunError
+from edgeclf.progress import Progress
 from edgeclf.run import RunPaths
 from edgeclf.runtime.manifest import load_manifest, verify_artifact
 
@@ -269,7 +269,7 @@ def plan_bench(target: str | Path, cfg: BenchConfig) -> BenchPlan:
 
 
 def run_bench(target: str | Path, cfg: BenchConfig,
-              progress: Callable[[int, int, str], None] | None = None,
+              progress: Progress | None = None,
               plan: BenchPlan | None = None) -> BenchResult:
     """Benchmark ``target`` (a run directory or a model file) and return one dated entry.
 

@@ -13,9 +13,6 @@ import numpy as np
 
 from edgeclf.errors import ModelError
 
-#: A stage's progress: (stage name, done, total).
-Progress = Callable[[str, int, int], None]
-
 
 @dataclass
 class ModelRunner:
