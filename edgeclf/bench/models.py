@@ -126,16 +126,6 @@ def _tensorflow(threads: int) -> Any:
     return tf
 
 
-def _load_checkpoint(path: str) -> Any:
-    try:
-        from edgeclf.train import load_checkpoint
-    except ImportError:
-        import keras
-
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    return load_checkpoint(path)
-
-
 def open_keras(job: Job, *, direct: bool) -> Opened:
     """The checkpoint in Keras: ``model.predict`` or a direct ``model(x)`` call."""
     if job.device != "cpu":
@@ -145,8 +135,10 @@ def open_keras(job: Job, *, direct: bool) -> Opened:
         _tensorflow(job.threads)
     import keras
 
+    from edgeclf.inference import load_checkpoint
+
     imported_at = time.perf_counter()
-    model = _load_checkpoint(job.path)
+    model = load_checkpoint(job.path)
     size = tuple(model.input_shape[1:3])
     if direct:
         def infer(x: np.ndarray) -> np.ndarray:
@@ -159,26 +151,20 @@ def open_keras(job: Job, *, direct: bool) -> Opened:
 
 
 def open_savedmodel(job: Job) -> Opened:
-    """The exported SavedModel through TensorFlow (``serving_default`` signature)."""
+    """The exported SavedModel through TensorFlow: its ``serving_default`` signature as eval
+    and parity run it (:func:`edgeclf.inference.savedmodel.load_serving_function`)."""
     if job.device != "cpu":
         raise DeviceError("the SavedModel baseline is a CPU figure in edgeclf bench")
-    tf = _tensorflow(job.threads)
+    _tensorflow(job.threads)
+    from edgeclf.inference.savedmodel import load_serving_function
+
     imported_at = time.perf_counter()
-    loaded = tf.saved_model.load(job.path)
-    if "serving_default" not in loaded.signatures:
-        raise ModelError(f"{job.path}: SavedModel has no serving_default signature")
-    fn = loaded.signatures["serving_default"]
-    specs = fn.structured_input_signature[1]
-    if len(specs) != 1:
-        raise ModelError(f"{job.path}: expected one input, got {sorted(specs)}")
-    name, spec = next(iter(specs.items()))
-
-    def infer(x: np.ndarray) -> np.ndarray:
-        out = fn(**{name: tf.constant(x, dtype=spec.dtype)})
-        return next(iter(out.values())).numpy()
-
-    return Opened(provider="tensorflow-cpu", size=tuple(spec.shape[1:3]), infer=infer,
-                  imported_at=imported_at, keep=(loaded, fn))
+    serving = load_serving_function(job.path)
+    if None in serving.input_size:
+        raise ModelError(f"{job.path}: serving_default has no fixed image size "
+                         f"({serving.input_size}); bench needs one to make its inputs")
+    return Opened(provider="tensorflow-cpu", size=serving.input_size, infer=serving.run,
+                  imported_at=imported_at, keep=serving)
 
 
 def _interpreter_class() -> Any:
