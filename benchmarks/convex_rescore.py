@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 import numpy as np
 from edgeclf.train.convex import fit_convex_head
-from edgeclf.train.metrics import classification_metrics
+from edgeclf.metrics import split_metrics
 run, feat = Path(sys.argv[1]), Path(sys.argv[2])
 split = json.loads((run / "split.json").read_text()); classes = split["classes"]
 y = {s: np.array([classes.index(p.split("/")[0]) for p in split[s]]) for s in ("train", "val", "test")}
@@ -16,5 +16,5 @@ every = np.load(feat / "features.npy"); mir = np.load(Path(str(feat) + "-mirrore
 n_tr, n_va = len(y["train"]), len(y["val"])
 x = {"train": every[:n_tr], "val": every[n_tr:n_tr + n_va], "test": every[n_tr + n_va:]}
 fit = fit_convex_head(np.concatenate([x["train"], mir]), np.tile(y["train"], 2), x["val"], y["val"], num_classes=len(classes))
-m = classification_metrics(fit.predict_proba(x["test"]), y["test"], classes)
+m = split_metrics(y["test"], fit.predict_proba(x["test"]), classes)
 print(json.dumps({"val": fit.val_accuracy, "l2": fit.l2, "grid": fit.grid, **{k: m[k] for k in ("accuracy", "macro_f1", "min_recall", "mean_recall")}}), flush=True)

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from predictor_levers import bare_call, interleave, session  # noqa: E402
 
-from edgeclf.bench_runners import cpu_info, sample_batch  # noqa: E402
+from edgeclf.bench.timing import sample_batch  # noqa: E402
+from edgeclf.machine import cpu_info  # noqa: E402
 from edgeclf.fsutil import write_json, write_text  # noqa: E402
 
 RECIPES = {

@@ -13,7 +13,7 @@ Writes ``benchmarks/results/bench-<cpu|gpu>-<UTC date>.json`` and ``.md`` (date,
 load, command, figures) and appends the same entry to the run's ``bench.json``. A model
 file (e.g. ``../shared/reference-models/coral/mobilenet_v2_1.0_224_quant.tflite --labels
 imagenet_labels.txt``) gets ``bench-cpu-<stem>-<date>.*`` and no accuracy. Every job
-runs in a fresh process (see edgeclf/bench.py). Exit code 1 with ``Error: ...`` when the
+runs in a fresh process (see edgeclf/bench/). Exit code 1 with ``Error: ...`` when the
 run, the export or the GPU is missing.
 """
 
@@ -109,7 +109,8 @@ def interleaved_check(run: Path, threads: int = 2, rounds: int = 15, calls: int 
 
     import onnxruntime as ort
 
-    from edgeclf.bench_models import open_tflite_xnnpack
+    from edgeclf.bench.models import open_tflite_xnnpack
+    from edgeclf.bench.plan import Job
     from edgeclf.runtime.manifest import load_manifest
 
     manifest = load_manifest(RunPaths(run).export_dir)
@@ -130,8 +131,11 @@ def interleaved_check(run: Path, threads: int = 2, rounds: int = 15, calls: int 
     spin, inrun, nospin = session(True), session(True, stop=True), session(False)
     name = spin.get_inputs()[0].name
     dtype = np.uint8 if spin.get_inputs()[0].type == "tensor(uint8)" else np.float32
-    xnn = open_tflite_xnnpack({"path": str(RunPaths(run).export_dir / files[("tflite", "none")]),
-                               "threads": threads, "device": "cpu"})
+    tflite = RunPaths(run).export_dir / files[("tflite", "none")]
+    xnn = open_tflite_xnnpack(Job(artifact="tflite-xnnpack", runner="tflite-xnnpack",
+                                  path=str(tflite), format="tflite", quantization="none",
+                                  device="cpu", threads=threads, batch_sizes=(1,),
+                                  warmup=0, runs=calls, seconds=None))
     fns = {"onnxruntime (spinning, its default)":
            lambda: spin.run(None, {name: x.astype(dtype)}),
            "onnxruntime (spinning within runs)":

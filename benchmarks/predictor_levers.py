@@ -33,7 +33,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeclf.bench_runners import cpu_info, sample_batch  # noqa: E402
+from edgeclf.bench.timing import sample_batch  # noqa: E402
+from edgeclf.machine import cpu_info  # noqa: E402
 from edgeclf.fsutil import write_json, write_text  # noqa: E402
 
 Fn = Callable[[], object]

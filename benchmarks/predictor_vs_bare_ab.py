@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgeclf.bench import run_isolated  # noqa: E402
+from edgeclf.bench import Job, run_isolated  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -26,14 +26,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--runs", type=int, default=30)
     args = p.parse_args(argv)
     model = args.export / f"model.{args.format}"
-    base = {"format": args.format, "quantization": "none", "device": "cpu",
-            "threads": args.threads, "batch_sizes": [1], "warmup": 3, "runs": args.runs,
-            "seconds": None, "labels": None, "image_size": None, "bytes": None,
-            "error": None, "path": str(model)}
+    base = dict(format=args.format, quantization="none", device="cpu", threads=args.threads,
+                batch_sizes=(1,), warmup=3, runs=args.runs, seconds=None, path=str(model))
     bare = "tflite-xnnpack" if args.format == "tflite" else "onnx-bare"
-    jobs = {"predictor": {**base, "artifact": model.name, "runner": "predictor",
-                          "source": str(args.export)},
-            "bare": {**base, "artifact": bare, "runner": bare, "source": None}}
+    jobs = {"predictor": Job(**base, artifact=model.name, runner="predictor",
+                             source=str(args.export)),
+            "bare": Job(**base, artifact=bare, runner=bare)}
     print(f"load average before {[round(v, 2) for v in os.getloadavg()]}")
     print("| pair | predictor p50 ms | bare p50 ms | predictor / bare |\n|---|---|---|---|")
     for i in range(args.pairs):

@@ -137,9 +137,9 @@ def frozen_features(data: Path, args: argparse.Namespace, work: Path) -> dict:
 
 
 def scores(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
-    from edgeclf.train.metrics import classification_metrics
+    from edgeclf.metrics import split_metrics
 
-    m = classification_metrics(probs, labels, classes)
+    m = split_metrics(labels, probs, classes)
     return {k: m[k] for k in ("accuracy", "macro_f1", "min_recall", "mean_recall")}
 
 

@@ -16,10 +16,11 @@ import numpy as np
 
 from edgeclf.errors import ConfigError, DataError, ModelError
 from edgeclf.fsutil import write_json
-from edgeclf.inference import (ModelRunner, Progress, detect_format, load_checkpoint,  # noqa: F401
+from edgeclf.inference import (ModelRunner, detect_format, load_checkpoint,  # noqa: F401
                                load_folder_images, load_split_images, open_model)
 from edgeclf.metrics import (DENSE_CONFUSION_MAX, TOP_K, WORST_CONFUSIONS,  # noqa: F401
                              ClassificationMetrics, classification_metrics)
+from edgeclf.progress import Progress, stage_progress
 from edgeclf.run import RunPaths
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def evaluate(target: str | Path, *, split: str = "test", data: str | Path | None
         raise ConfigError(f"{target} is not inside an edgeclf run, so there is no split to "
                           "evaluate on: pass --data DIR (one sub-folder per class)")
     probs = runner.predict(images.x, batch_size=batch_size,
-                           progress=(lambda d, t: progress("eval", d, t)) if progress else None)
+                           progress=stage_progress(progress, "eval"))
     metrics = classification_metrics(images.y, probs, runner.labels)
     return EvalResult(model=str(target), format=runner.format,
                       quantization=runner.quantization, source=source,

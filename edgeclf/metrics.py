@@ -1,7 +1,8 @@
 """The classification metrics of a labelled prediction set (numpy only).
 
-:func:`classification_metrics` is what parity and ``edgeclf eval`` report: accuracy, top-k,
-per-class precision/recall/F1/support, macro F1 and the confusion matrix with its worst cells.
+:func:`classification_metrics` is what training, parity and ``edgeclf eval`` report: accuracy,
+top-k, per-class precision/recall/F1/support, macro F1 and the confusion matrix with its worst
+cells. :func:`split_metrics` is its per-split block of ``metrics.json`` (with the loss).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ WORST_CONFUSIONS = 10
 TOP_K = 5
 #: Above this many classes eval.json stores the confusion matrix as non-zero cells only.
 DENSE_CONFUSION_MAX = 256
+_EPS = 1e-7
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,10 @@ class ClassificationMetrics:
         return self.top_k_accuracy
 
     def split_summary(self, digits: int = 4) -> dict:
-        """The per-split shape of ``metrics.json`` (what ``edgeclf.train`` publishes, less
-        its ``loss``): accuracy, top5, n, macro_f1, per_class {label: {precision, recall,
-        f1, support}}, rounded to ``digits``."""
+        """The per-split shape of ``metrics.json`` less its ``loss`` (see
+        :func:`split_metrics`): accuracy, top5, n, macro_f1, min_recall, min_recall_class,
+        mean_recall, per_class {label: {precision, recall, f1, support}}, rounded to
+        ``digits``; recalls are over the classes with images."""
         r = lambda x: round(float(x), digits)  # noqa: E731
         recalls = {c.label: c.recall for c in self.per_class if c.support}
         return {"accuracy": r(self.accuracy) if self.n else None,
@@ -136,3 +139,31 @@ def _worst(cm: np.ndarray, labels: Sequence[str], worst: int) -> list[Confusion]
     cells.sort(key=lambda t: (-t[0], -t[0] / support[t[1]], t[1], t[2]))
     return [Confusion(str(labels[i]), str(labels[j]), cnt, float(cnt / support[i]))
             for cnt, i, j in cells[:worst]]
+
+
+def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability of the true class (``probs`` must be probabilities);
+    NaN for no images."""
+    if len(labels) == 0:
+        return float("nan")
+    p = np.clip(probs[np.arange(len(labels)), labels], _EPS, 1.0)
+    return float(-np.log(p).mean())
+
+
+def split_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray,
+                  labels: Sequence[str], digits: int = 4) -> dict:
+    """One split's block of ``metrics.json``: ``{"accuracy", "top5", "loss", "n", "macro_f1",
+    "min_recall", "min_recall_class", "mean_recall", "per_class"}`` in that order (the order
+    training has always written), from probabilities."""
+    y = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    probs = np.asarray(probs)
+    if probs.size == 0 and y.size == 0:     # an empty split (no batch predicted: shape (0, 0))
+        probs = np.zeros((0, len(labels)), np.float32)
+    summary = classification_metrics(y, probs, labels).split_summary(digits)
+    loss = round(cross_entropy(probs, y), digits) if y.size else None
+    out: dict = {}
+    for key, value in summary.items():
+        out[key] = value
+        if key == "top5":
+            out["loss"] = loss
+    return out

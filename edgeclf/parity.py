@@ -20,11 +20,12 @@ from typing import Sequence
 import numpy as np
 
 from edgeclf.errors import ConfigError, ModelError, RunError
-from edgeclf.inference import (ImageSet, ModelRunner, Progress, Skipped, digest_images,  # noqa: F401
+from edgeclf.inference import (ImageSet, ModelRunner, Skipped, digest_images,  # noqa: F401
                                load_folder_images, load_split_images, open_model)
 from edgeclf.metrics import classification_metrics
 from edgeclf.export.manifest import record_parity
 from edgeclf.fsutil import read_json, write_json
+from edgeclf.progress import Progress, stage_progress
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 from edgeclf.runtime.manifest import load_manifest, sha256_file, verify_artifact
@@ -172,7 +173,7 @@ def check_parity(run: str | Path, *, split: str = "test", max_images: int | None
         ref_sha = sha256_file(ckpt)
         reference = open_model(ckpt, labels=labels, contract=contract)
         ref_probs = reference.predict(images.x, batch_size=batch_size,
-                                      progress=_stage(progress, "reference (Keras)"))
+                                      progress=stage_progress(progress, "reference (Keras)"))
         ref = classification_metrics(images.y, ref_probs, labels)
         rows = [_check_artifact(e, paths.export_dir, images, ref_probs, ref.accuracy, labels,
                                 contract, budgets, batch_size, progress, ref_sha)
@@ -186,10 +187,6 @@ def check_parity(run: str | Path, *, split: str = "test", max_images: int | None
         if write:
             write_parity(result, paths)
     return result
-
-
-def _stage(progress: Progress | None, name: str):
-    return (lambda d, t: progress(name, d, t)) if progress else None
 
 
 def _reference_checkpoint(paths: RunPaths, manifest: dict) -> Path:
@@ -232,9 +229,9 @@ def _check_artifact(entry: dict, export_dir: Path, images: ImageSet, ref_probs: 
         runner = open_model(path, quantization=quant)
         _check_metadata(runner, labels, contract)
         probs = runner.predict(images.x, batch_size=batch_size,
-                               progress=_stage(progress, f"{row.file} (batch {batch_size})"))
+                               progress=stage_progress(progress, f"{row.file} (batch {batch_size})"))
         probs1 = runner.predict(images.x, batch_size=1,
-                                progress=_stage(progress, f"{row.file} (batch 1)"))
+                                progress=stage_progress(progress, f"{row.file} (batch 1)"))
     except Exception as e:  # noqa: BLE001 - one failing artifact must not stop the table
         log.debug("artifact %s failed", row.file, exc_info=True)
         row.error = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
+
+from edgeclf.progress import Progress
 
 if TYPE_CHECKING:
     from edgeclf.bench import BenchPlan
@@ -32,10 +34,10 @@ def _seconds(s: float | None) -> str:
 
 
 @contextlib.contextmanager
-def bench_progress(plan: BenchPlan) -> Iterator[Callable[[int, int, str], None]]:
+def bench_progress(plan: BenchPlan) -> Iterator[Progress]:
     """The plan and its estimate first; then a bar on a terminal, else one line per job
     (a log file or CI shows what runs and how long is left)."""
-    from edgeclf.bench_plan import remaining_seconds
+    from edgeclf.bench.plan import remaining_seconds
 
     err_console.print(f"bench: {len(plan.jobs)} jobs, {plan.rows} rows, "
                       f"{_seconds(plan.estimate_s)} (--exhaustive: the full sweep)",

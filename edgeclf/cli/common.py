@@ -32,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeclf.errors import ConfigError, EdgeclfError
+from edgeclf.progress import Progress as LibraryProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -190,12 +191,13 @@ def progress_bar(description: str, *, transient: bool = False
 
 
 @contextlib.contextmanager
-def stage_bars(*, transient: bool = False) -> Iterator[Callable[[str, int, int], None]]:
-    """Yield ``update(stage, done, total)``: one progress bar per stage name (escaped)."""
+def stage_bars(*, transient: bool = False) -> Iterator[LibraryProgress]:
+    """Yield a library progress callback, ``update(done, total, stage)``: one progress bar per
+    stage name (escaped)."""
     with _progress(transient) as progress:
         tasks: dict[str, Any] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
+        def update(done: int, total: int, stage: str) -> None:
             if stage not in tasks:
                 tasks[stage] = progress.add_task(esc(stage), total=total)
             progress.update(tasks[stage], completed=done, total=total)

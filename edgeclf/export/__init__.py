@@ -31,6 +31,7 @@ class FormatSpec:
     describe: Callable           # (path) -> (inputs, outputs); also proves it loads
     stem: str = "model"
     in_all: bool = True          # part of ``--format all`` (web needs onnxruntime-web)
+    benched: bool = True         # timed by ``edgeclf bench`` (web: in a browser, its own test)
 
     @property
     def is_dir(self) -> bool:
@@ -52,7 +53,7 @@ FORMATS: dict[str, FormatSpec] = {
     "tflite": FormatSpec("tflite", "litert", ".tflite", QUANTIZATIONS, export_tflite,
                          describe_tflite),
     "web": FormatSpec("web", "onnxruntime-web", "", QUANTIZATIONS, export_web, describe_web,
-                      stem="web", in_all=False),
+                      stem="web", in_all=False, benched=False),
 }
 
 

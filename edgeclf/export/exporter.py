@@ -16,10 +16,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from edgeclf.errors import ConfigError, EdgeclfError, ExportError, RunError
 from edgeclf.fsutil import atomic_path, partial_target, read_json, write_text
+from edgeclf.progress import Progress
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 from edgeclf.runtime.manifest import sha256_file
@@ -35,8 +35,6 @@ from .tflite import INT8_IO_TYPES
 from .utils import as_float32, check_contract, load_checkpoint
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,9 +13,6 @@ import numpy as np
 
 from edgeclf.errors import ModelError
 
-#: A stage's progress: (stage name, done, total).
-Progress = Callable[[str, int, int], None]
-
 
 @dataclass
 class ModelRunner:
@@ -75,7 +72,10 @@ def open_model(path: str | Path, *, labels: Sequence[str] | None = None, contrac
     elif fmt == "savedmodel":
         from edgeclf.runtime.metadata import read_savedmodel_assets
 
-        fn, mode = _savedmodel_fn(path), "dynamic batch (serving_default signature)"
+        from .savedmodel import load_serving_function
+
+        fn = load_serving_function(path).run
+        mode = "dynamic batch (serving_default signature)"
         embedded = read_savedmodel_assets(path) or {}
     else:
         fn, embedded, mode = _predictor_fn(path, fmt, labels, contract)
@@ -107,24 +107,6 @@ def load_checkpoint(path: str | Path):
     from edgeclf.train import load_checkpoint as _load
 
     return _load(path)
-
-
-def _savedmodel_fn(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import tensorflow as tf
-
-    sig = tf.saved_model.load(str(path)).signatures.get("serving_default")
-    if sig is None:
-        raise ModelError(f"{path}: SavedModel has no 'serving_default' signature")
-    (name, spec), = sig.structured_input_signature[1].items()
-    outs = list(sig.structured_outputs)
-    key = outs[0] if len(outs) == 1 else next((o for o in outs if "prob" in o.lower()), None)
-    if key is None:
-        raise ModelError(f"{path}: serving_default has outputs {outs}; none is named "
-                         "like class probabilities")
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return sig(**{name: tf.constant(x.astype(spec.dtype.as_numpy_dtype))})[key].numpy()
-    return run
 
 
 def _predictor_fn(path: Path, fmt: str, labels, contract):

@@ -147,7 +147,7 @@ def bench(ctx: Context) -> Section:
 
 
 def _machine(m: dict) -> str:
-    """One line: CPU model and cores, GPUs, the runtime versions (bench_runners.machine_info;
+    """One line: CPU model and cores, GPUs, the runtime versions (bench.worker.machine_info;
     flat keys of other writers accepted too)."""
     cpu = pick(m, "cpu")
     if isinstance(cpu, dict):

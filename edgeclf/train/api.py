@@ -18,6 +18,7 @@ from typing import Any
 
 from edgeclf.errors import RunError
 from edgeclf.fsutil import read_json, write_json
+from edgeclf.metrics import split_metrics
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 
@@ -25,7 +26,6 @@ from .config import DEFAULT_UNFREEZE_FRACTION, TrainConfig
 from .fast import Fast, cached_predictions, choose_plan, phase1_cached, phase2_cut
 from .loop import (Progress, ProgressEvent, Session, TrainState, predict, read_history,
                    run_phase, save_epoch, save_model)
-from .metrics import classification_metrics
 from .model import (backbones_of, build_model, load_checkpoint, parse_unfreeze,
                     unfreeze)
 from .optim import compile_model, make_optimizer, make_schedule
@@ -282,7 +282,7 @@ def _finish(sess: Session, cfg: TrainConfig, data: RunData, val_l: Any, test_l: 
             probs, labels = predict(best, loader)
         else:
             labels = data.labels[split]
-        out[split] = classification_metrics(probs, labels, data.classes)
+        out[split] = split_metrics(labels, probs, data.classes)
     ips = st.train_images / st.train_seconds if st.train_seconds else 0.0
     plan = fast.plan
     metrics = {**out, "train_seconds": round(st.train_seconds, 2),

@@ -142,6 +142,6 @@ def train_probe(head_model: Any, train: tuple[np.ndarray, np.ndarray],
 
 
 def _xent(probs: np.ndarray, labels: np.ndarray) -> float:
-    from .metrics import cross_entropy
+    from edgeclf.metrics import cross_entropy
 
     return cross_entropy(probs, labels)

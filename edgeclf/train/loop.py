@@ -20,9 +20,9 @@ import numpy as np
 
 from edgeclf.data.loader import BatchLoader
 from edgeclf.fsutil import atomic_path, read_json, write_json, write_text
+from edgeclf.metrics import cross_entropy
 from edgeclf.run import RunPaths
 
-from .metrics import cross_entropy
 from .optim import current_lr
 from .tblog import ScalarWriter
 

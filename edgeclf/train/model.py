@@ -149,10 +149,11 @@ def unfreeze(model: Any, n_layers: int | None) -> int:
 
 
 def load_checkpoint(path: str | Path) -> Any:
-    """Load a ``.keras`` checkpoint safely (``safe_mode=True``, not compiled).
+    """Load a ``.keras`` checkpoint safely (``safe_mode=True``, not compiled): the one loader
+    (export, eval, parity and bench come here through :mod:`edgeclf.inference`).
 
     Refuses, without executing anything, a file that is not a Keras archive or whose
-    config holds a ``Lambda`` layer.
+    config holds a ``Lambda`` layer; refuses an archive that holds no ``keras.Model``.
     """
     import keras
 
@@ -164,10 +165,13 @@ def load_checkpoint(path: str | Path) -> Any:
         raise ModelError(f"{path} contains a Lambda layer (arbitrary code); edgeclf loads "
                          "only models made of built-in layers")
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # noqa: BLE001 - any failure to deserialise is a bad model file
         raise ModelError(f"cannot load {path} as a Keras model: {type(e).__name__}: "
                          f"{str(e)[:300]}") from None
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"checkpoint {path} holds a {type(model).__name__}, not a Model")
+    return model
 
 
 def _archive_config(path: Path) -> str:

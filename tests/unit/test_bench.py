@@ -5,13 +5,18 @@ asserted: the figures are only checked to exist and be ordered where order is a 
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 
-from edgeclf import bench, bench_gpu, bench_gpu_modes, bench_models
-from edgeclf.bench import BenchConfig, append_history, load_history, run_bench, save_bench
-from edgeclf.bench_runners import FIGURES, check_batch_memory, summarize, time_calls
+from edgeclf import bench
+from edgeclf.bench import (FIGURES, BenchConfig, Job, append_history, load_history, run_bench,
+                           save_bench)
+from edgeclf.bench import gpu as bench_gpu
+from edgeclf.bench import gpu_modes as bench_gpu_modes
+from edgeclf.bench import models as bench_models
+from edgeclf.bench.timing import check_batch_memory, summarize, time_calls
 from edgeclf.errors import ConfigError, DeviceError, ModelError, RunError
 
 from tests.fixtures.bench import make_bench_run, make_onnx
@@ -44,6 +49,7 @@ def in_process(tiny_run):
     (dict(warmup=-1), "--warmup"),
     (dict(device="tpu"), "--device must be one of"),
     (dict(formats=("onnx", "pt")), "unknown format 'pt'"),
+    (dict(formats=("web",)), "unknown format 'web'"),     # exported, but timed in a browser
 ])
 def test_bad_config_is_a_clear_error(tiny_run, kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -120,13 +126,13 @@ def test_isolated_run_measures_a_fresh_process(tiny_run):
 
 
 def test_a_crashing_or_hanging_job_is_a_failed_row(monkeypatch, tmp_path):
-    job = {"artifact": "x.onnx", "runner": "predictor", "format": "onnx",
-           "quantization": "none", "device": "cpu", "threads": 1, "batch_sizes": [1, 2],
-           "warmup": 0, "runs": 1, "seconds": None, "path": str(tmp_path / "x.onnx")}
+    job = Job(artifact="x.onnx", runner="predictor", format="onnx", quantization="none",
+              device="cpu", threads=1, batch_sizes=(1, 2), warmup=0, runs=1, seconds=None,
+              path=str(tmp_path / "x.onnx"))
     rows = bench.run_isolated(job, timeout_s=0.01)
     assert [r["status"] for r in rows] == ["failed", "failed"]
     assert "timed out" in rows[0]["error"]
-    monkeypatch.setattr(bench.sys, "executable", "/bin/false")   # an interpreter that dies
+    monkeypatch.setattr(sys, "executable", "/bin/false")   # an interpreter that dies
     rows = bench.run_isolated(job, timeout_s=60)
     assert [r["status"] for r in rows] == ["failed", "failed"]
     assert "exited with code 1" in rows[0]["error"]
@@ -192,18 +198,18 @@ def test_gpu_jobs_cover_onnx_only_with_each_mode(tiny_run):
     cfg = BenchConfig(**{**QUICK, "threads": (1,)}, gpu_modes=("numpy", "iobinding",
                                                                "cuda-graph"))
     jobs = bench.build_jobs(targets, cfg, ["gpu"], info["image_size"])
-    assert {j["runner"] for j in jobs} == {"predictor", "iobinding", "cuda-graph"}
-    assert all(j["format"] == "onnx" and j["device"] == "gpu" for j in jobs)
+    assert {j.runner for j in jobs} == {"predictor", "iobinding", "cuda-graph"}
+    assert all(j.format == "onnx" and j.device == "gpu" for j in jobs)
 
 
 def test_plot_adds_size_vs_accuracy_from_parity(in_process, tiny_run, tmp_path):
-    from edgeclf.bench_plot import accuracy_by_artifact
+    from edgeclf.bench.plot import accuracy_by_artifact
 
     parity = tmp_path / "parity.json"
     parity.write_text(json.dumps({"artifacts": [{"file": "model.onnx", "accuracy": 0.9}]}))
     acc = accuracy_by_artifact(parity, tiny_run / "export" / "manifest.json")
     assert acc["model.onnx"]["accuracy"] == 0.9 and acc["model.onnx"]["bytes"] > 0
-    from edgeclf.bench_plot import plot_bench
+    from edgeclf.bench.plot import plot_bench
 
     png = plot_bench(in_process, tmp_path / "b.png", parity_json=parity,
                      manifest=tiny_run / "export" / "manifest.json")
@@ -228,7 +234,7 @@ def test_io_binding_gives_the_session_outputs(tmp_path):
 def test_gpu_memory_per_process_or_growth_since_load(monkeypatch):
     import os
 
-    from edgeclf.bench_models import Opened
+    from edgeclf.bench.models import Opened
 
     answers = {"--query-compute-apps=pid,used_memory": [f"{os.getpid()}, 812", "1, 5"],
                "--query-gpu=memory.used": ["1500"]}
@@ -267,3 +273,15 @@ def test_overhead_pairs_rows_of_the_same_file_threads_and_batch():
     assert "overhead" not in rows[2] and "overhead" not in rows[3]   # no bare row to pair
     assert rows[4]["overhead"] == pytest.approx(0.5)
     assert rows[4]["overhead_vs"] == "tflite-xnnpack"
+
+
+def test_bench_formats_are_export_table_ones_plus_the_keras_baselines(monkeypatch):
+    import dataclasses
+
+    from edgeclf import export
+
+    assert bench.FORMATS == ("savedmodel", "onnx", "tflite", "keras")
+    spec = dataclasses.replace(export.FORMATS["onnx"], name="onnx2")
+    monkeypatch.setitem(export.FORMATS, "onnx2", spec)      # a new exported format ...
+    assert "onnx2" in bench.FORMATS                           # ... is one bench accepts
+    bench.validate_config(BenchConfig(formats=("onnx2", "keras")))

@@ -81,3 +81,44 @@ def test_baselines_run_side_by_side(keras_run):
     for r in rows:
         assert r["speedup_vs"] == "keras-call" and r["speedup"] > 0
     assert by[("keras-call", 4)]["speedup"] == 1.0
+
+
+def test_bench_runs_the_savedmodel_as_eval_does(keras_run, monkeypatch):
+    """One serving function: the bench baseline's probabilities are eval's and parity's."""
+    import numpy as np
+    import tensorflow as tf
+
+    from edgeclf.bench import Job, models
+    from edgeclf.inference import open_model
+
+    run, _ = keras_run
+    # thread settings change timings, not outputs; TensorFlow may already run here with others
+    monkeypatch.setattr(models, "_tensorflow", lambda threads: tf)
+    saved = run / "export" / "saved_model"
+    job = Job(artifact="saved_model", runner="savedmodel", path=str(saved), format="savedmodel",
+              quantization="none", device="cpu", threads=1, batch_sizes=(3,), warmup=0, runs=1,
+              seconds=None)
+    opened = models.RUNNERS["savedmodel"](job)
+    x = np.random.default_rng(0).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    assert opened.size == (SIZE, SIZE)
+    np.testing.assert_array_equal(opened.infer(x), open_model(saved).predict(x))
+
+
+def test_the_probabilities_output_is_read_when_there_are_several(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from edgeclf.inference.savedmodel import load_serving_function
+
+    class TwoOutputs(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((None, 4, 4, 3), tf.float32, "image")])
+        def serve(self, image):
+            logits = tf.reduce_mean(image, axis=[1, 2])
+            return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+    module = TwoOutputs()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    serving = load_serving_function(tmp_path / "sm")
+    x = np.random.default_rng(1).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    assert serving.output == "probabilities" and serving.input_size == (4, 4)
+    np.testing.assert_allclose(serving.run(x).sum(axis=1), 1.0, rtol=1e-6)

@@ -7,6 +7,7 @@ import pytest
 
 from edgeclf.errors import ModelError
 from edgeclf.evaluate import classification_metrics
+from edgeclf.metrics import split_metrics
 from edgeclf.report.confusion import (MIN_FONT, draw_confusion, layout_for, normalise_rows,
                                       plot_confusion, shorten, sort_order)
 
@@ -107,18 +108,22 @@ def test_confusion_png_is_written(tmp_path):
         plot_confusion(cm, LABELS[:2], tmp_path / "bad.png")
 
 
-def test_same_numbers_as_the_training_stage_metrics():
-    """Training's metrics.json and eval/parity must never disagree on the same predictions."""
-    train_metrics = pytest.importorskip("edgeclf.train.metrics")
+def test_metrics_json_split_block_keeps_its_keys_and_the_eval_numbers():
+    """Training's metrics.json block is the one classification_metrics plus the loss, with
+    the keys in the order metrics.json has always had."""
     rng = np.random.default_rng(3)
     labels = [f"c{i}" for i in range(7)]
     y = rng.integers(0, 7, 300)
     logits = rng.normal(size=(300, 7)) + 2.0 * np.eye(7)[y]
     probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
-    ours = classification_metrics(y, probs, labels).split_summary()
-    theirs = train_metrics.classification_metrics(probs, y, labels)
-    theirs.pop("loss")
-    assert ours == theirs
+    block = split_metrics(y, probs, labels)
+    assert list(block) == ["accuracy", "top5", "loss", "n", "macro_f1", "min_recall",
+                           "min_recall_class", "mean_recall", "per_class"]
+    assert list(block["per_class"]["c0"]) == ["precision", "recall", "f1", "support"]
+    m = classification_metrics(y, probs, labels)
+    assert block["accuracy"] == round(m.accuracy, 4) and block["n"] == m.n == 300
+    assert block["macro_f1"] == round(m.macro_f1, 4) and block["top5"] == round(m.top5, 4)
+    assert block["loss"] == round(float(-np.log(probs[np.arange(300), y]).mean()), 4)
 
 
 def test_classes_without_images_or_predictions_are_left_out_of_the_image():

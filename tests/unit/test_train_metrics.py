@@ -1,4 +1,4 @@
-"""Metrics and the TensorBoard event writer (pure numpy / stdlib)."""
+"""metrics.json's per-split block and the TensorBoard event writer (pure numpy / stdlib)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,25 @@ import struct
 
 import numpy as np
 
-from edgeclf.train.metrics import classification_metrics, top_k_accuracy
+from edgeclf.metrics import split_metrics
 from edgeclf.train.tblog import ScalarWriter, crc32c
 
 
-def test_classification_metrics_on_a_known_confusion():
+def test_split_metrics_on_a_known_confusion():
     probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
     labels = np.array([0, 1, 1, 2])
-    m = classification_metrics(probs, labels, ["a", "b", "c"])
+    m = split_metrics(labels, probs, ["a", "b", "c"])
     assert m["accuracy"] == 0.75 and m["n"] == 4 and m["top5"] == 1.0
+    assert m["loss"] == round(float(-np.log([0.9, 0.7, 0.3, 0.7]).mean()), 4)
     assert m["per_class"]["a"] == {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "support": 1}
     assert m["per_class"]["b"]["recall"] == 0.5 and m["per_class"]["b"]["precision"] == 1.0
-    assert top_k_accuracy(probs, labels, 1) == 0.75
-    assert top_k_accuracy(probs, np.array([1, 2, 1, 1]), 2) == 0.75
+    assert m["min_recall"] == 0.5 and m["min_recall_class"] == "b"
+
+
+def test_an_empty_split_has_no_figures_but_every_key():
+    m = split_metrics(np.zeros(0, np.int32), np.zeros((0, 0), np.float32), ["a", "b"])
+    assert m["n"] == 0 and m["accuracy"] is None and m["loss"] is None
+    assert m["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
 
 
 def test_crc32c_known_vector():

@@ -1,6 +1,6 @@
 """Opening a model for `edgeclf bench`: the predictor, and the baselines it is compared to.
 
-Each opener takes a job (see :mod:`edgeclf.bench_runners`) and returns an :class:`Opened`:
+Each opener takes a job (a :class:`~edgeclf.bench.plan.Job`) and returns an :class:`Opened`:
 the provider that really runs, the input size, ``infer(uint8 batch) -> probabilities``,
 and ``imported_at`` (when the libraries were imported, so cold start can leave the import
 out and report it apart). Heavy libraries are imported here, lazily, never at package import.
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from edgeclf.bench.plan import Job
 from edgeclf.errors import ConfigError, DeviceError, ModelError
 
 
@@ -53,29 +55,29 @@ def _import_backend(fmt: str) -> None:
             import tensorflow  # noqa: F401
 
 
-def open_predictor(job: dict) -> Opened:
+def open_predictor(job: Job) -> Opened:
     """The artifact through :class:`edgeclf.runtime.Predictor`, exactly as users embed it."""
-    _import_backend(job["format"])
+    _import_backend(job.format)
     from edgeclf.runtime import Predictor
     from edgeclf.runtime.metadata import read_labels_file
 
     imported_at = time.perf_counter()
     baseline = None
-    if job["device"] == "gpu":
-        from edgeclf.bench_gpu import device_memory_used_mb
+    if job.device == "gpu":
+        from edgeclf.bench.gpu import device_memory_used_mb
 
         baseline = device_memory_used_mb()
         imported_at = time.perf_counter()
-    labels = read_labels_file(job["labels"]) if job.get("labels") else None
-    if job.get("source"):      # a manifest artifact: resolved (and hash-checked) as users do
-        pred = Predictor.from_path(job["source"], device=job["device"],
-                                   threads=job["threads"], labels=labels,
-                                   format=job["format"], quantization=job["quantization"])
+    labels = read_labels_file(job.labels) if job.labels else None
+    if job.source:      # a manifest artifact: resolved (and hash-checked) as users do
+        pred = Predictor.from_path(job.source, device=job.device,
+                                   threads=job.threads, labels=labels,
+                                   format=job.format, quantization=job.quantization)
     else:
-        pred = Predictor.from_path(job["path"], device=job["device"], threads=job["threads"],
+        pred = Predictor.from_path(job.path, device=job.device, threads=job.threads,
                                    labels=labels)
-    if job["device"] == "gpu":
-        from edgeclf.bench_gpu import is_gpu_provider
+    if job.device == "gpu":
+        from edgeclf.bench.gpu import is_gpu_provider
 
         if not is_gpu_provider(pred.provider):
             raise DeviceError(f"a GPU run was requested but the predictor runs on "
@@ -83,7 +85,7 @@ def open_predictor(job: dict) -> Opened:
     opened = Opened(provider=pred.provider, size=pred.contract.size, infer=pred.run,
                     imported_at=imported_at, preprocess=pred.preprocess, keep=pred,
                     quantization=getattr(pred, "quantization", None))
-    if job["device"] == "gpu":
+    if job.device == "gpu":
         with_gpu_memory(opened, baseline)
     return opened
 
@@ -92,7 +94,7 @@ def with_gpu_memory(opened: Opened, baseline_mb: float | None) -> Opened:
     """Report this process's device memory; where nvidia-smi cannot attribute memory to a
     process, the growth of GPU 0's used memory since ``baseline_mb`` (taken before the model
     was loaded)."""
-    from edgeclf.bench_gpu import device_memory_used_mb, process_gpu_memory_mb
+    from edgeclf.bench.gpu import device_memory_used_mb, process_gpu_memory_mb
 
     def measure() -> float | None:
         own = process_gpu_memory_mb()
@@ -124,27 +126,19 @@ def _tensorflow(threads: int) -> Any:
     return tf
 
 
-def _load_checkpoint(path: str) -> Any:
-    try:
-        from edgeclf.train import load_checkpoint
-    except ImportError:
-        import keras
-
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    return load_checkpoint(path)
-
-
-def open_keras(job: dict, *, direct: bool) -> Opened:
+def open_keras(job: Job, *, direct: bool) -> Opened:
     """The checkpoint in Keras: ``model.predict`` or a direct ``model(x)`` call."""
-    if job["device"] != "cpu":
+    if job.device != "cpu":
         raise DeviceError("the Keras baselines are CPU figures in edgeclf bench")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if os.environ["KERAS_BACKEND"] == "tensorflow":
-        _tensorflow(job["threads"])
+        _tensorflow(job.threads)
     import keras
 
+    from edgeclf.inference import load_checkpoint
+
     imported_at = time.perf_counter()
-    model = _load_checkpoint(job["path"])
+    model = load_checkpoint(job.path)
     size = tuple(model.input_shape[1:3])
     if direct:
         def infer(x: np.ndarray) -> np.ndarray:
@@ -156,27 +150,21 @@ def open_keras(job: dict, *, direct: bool) -> Opened:
                   imported_at=imported_at, keep=model)
 
 
-def open_savedmodel(job: dict) -> Opened:
-    """The exported SavedModel through TensorFlow (``serving_default`` signature)."""
-    if job["device"] != "cpu":
+def open_savedmodel(job: Job) -> Opened:
+    """The exported SavedModel through TensorFlow: its ``serving_default`` signature as eval
+    and parity run it (:func:`edgeclf.inference.savedmodel.load_serving_function`)."""
+    if job.device != "cpu":
         raise DeviceError("the SavedModel baseline is a CPU figure in edgeclf bench")
-    tf = _tensorflow(job["threads"])
+    _tensorflow(job.threads)
+    from edgeclf.inference.savedmodel import load_serving_function
+
     imported_at = time.perf_counter()
-    loaded = tf.saved_model.load(job["path"])
-    if "serving_default" not in loaded.signatures:
-        raise ModelError(f"{job['path']}: SavedModel has no serving_default signature")
-    fn = loaded.signatures["serving_default"]
-    specs = fn.structured_input_signature[1]
-    if len(specs) != 1:
-        raise ModelError(f"{job['path']}: expected one input, got {sorted(specs)}")
-    name, spec = next(iter(specs.items()))
-
-    def infer(x: np.ndarray) -> np.ndarray:
-        out = fn(**{name: tf.constant(x, dtype=spec.dtype)})
-        return next(iter(out.values())).numpy()
-
-    return Opened(provider="tensorflow-cpu", size=tuple(spec.shape[1:3]), infer=infer,
-                  imported_at=imported_at, keep=(loaded, fn))
+    serving = load_serving_function(job.path)
+    if None in serving.input_size:
+        raise ModelError(f"{job.path}: serving_default has no fixed image size "
+                         f"({serving.input_size}); bench needs one to make its inputs")
+    return Opened(provider="tensorflow-cpu", size=serving.input_size, infer=serving.run,
+                  imported_at=imported_at, keep=serving)
 
 
 def _interpreter_class() -> Any:
@@ -189,17 +177,17 @@ def _interpreter_class() -> Any:
         return tf.lite.Interpreter
 
 
-def open_tflite_xnnpack(job: dict) -> Opened:
+def open_tflite_xnnpack(job: Job) -> Opened:
     """A bare LiteRT interpreter (default delegates: XNNPACK) on the .tflite file."""
-    if job["device"] != "cpu":
+    if job.device != "cpu":
         raise DeviceError("TFLite runs on CPU in edgeclf bench")
     Interpreter = _interpreter_class()
     imported_at = time.perf_counter()
     try:
-        interp = Interpreter(model_path=job["path"], num_threads=job["threads"])
+        interp = Interpreter(model_path=job.path, num_threads=job.threads)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        raise ModelError(f"{job['path']}: LiteRT cannot load it ({e})") from None
+        raise ModelError(f"{job.path}: LiteRT cannot load it ({e})") from None
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     sig = inp.get("shape_signature", inp["shape"])
     fixed = int(inp["shape"][0]) if int(sig[0]) > 0 else None   # batch baked into the model
@@ -238,29 +226,29 @@ def open_tflite_xnnpack(job: dict) -> Opened:
                   quantization="int8" if np.issubdtype(dtype, np.integer) else None)
 
 
-def open_onnx_bare(job: dict) -> Opened:
+def open_onnx_bare(job: Job) -> Opened:
     """A bare onnxruntime session on the .onnx file: default session options but the
     thread count, the input converted to the model's dtype per call (as any caller must),
     raw outputs. The predictor row on the same file minus this one is its own overhead."""
-    if job["device"] != "cpu":
+    if job.device != "cpu":
         raise DeviceError("the bare onnxruntime baseline is a CPU figure in edgeclf bench")
     import onnxruntime as ort
 
     imported_at = time.perf_counter()
     so = ort.SessionOptions()
-    so.intra_op_num_threads = int(job["threads"])
+    so.intra_op_num_threads = int(job.threads)
     try:
-        sess = ort.InferenceSession(job["path"], so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(job.path, so, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
-        raise ModelError(f"{job['path']}: onnxruntime cannot load it ({e})") from None
+        raise ModelError(f"{job.path}: onnxruntime cannot load it ({e})") from None
     inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
     dtype = {"tensor(uint8)": np.uint8, "tensor(float16)": np.float16,
              "tensor(float)": np.float32}.get(inp.type)
     if dtype is None:
-        raise ModelError(f"{job['path']}: the bare baseline feeds uint8 or float pixels; "
+        raise ModelError(f"{job.path}: the bare baseline feeds uint8 or float pixels; "
                          f"this model takes {inp.type}")
     if len(inp.shape) != 4 or not all(isinstance(d, int) for d in inp.shape[1:3]):
-        raise ModelError(f"{job['path']}: the bare baseline needs a fixed (N, H, W, 3) input")
+        raise ModelError(f"{job.path}: the bare baseline needs a fixed (N, H, W, 3) input")
 
     def infer(x: np.ndarray) -> np.ndarray:
         return sess.run([out.name], {inp.name: x.astype(dtype, copy=False)})[0]
@@ -269,7 +257,7 @@ def open_onnx_bare(job: dict) -> Opened:
                   imported_at=imported_at, keep=sess)
 
 
-RUNNERS: dict[str, Callable[[dict], Opened]] = {
+RUNNERS: dict[str, Callable[[Job], Opened]] = {
     "predictor": open_predictor,
     "keras-predict": lambda job: open_keras(job, direct=False),
     "keras-call": lambda job: open_keras(job, direct=True),

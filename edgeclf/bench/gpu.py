@@ -1,6 +1,6 @@
 """GPU probes for `edgeclf bench`: which providers are GPU ones, which GPUs nvidia-smi
 sees, and how much device memory a process (or GPU 0) uses. The GPU ways of running a model
-(IO binding, CUDA graphs) are in :mod:`edgeclf.bench_gpu_modes`.
+(IO binding, CUDA graphs) are in :mod:`edgeclf.bench.gpu_modes`.
 
 A GPU request that cannot be honoured is a :class:`DeviceError`, never a CPU figure.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-
 
 from edgeclf.errors import DeviceError
 
@@ -23,7 +22,7 @@ def is_gpu_provider(provider: str | None) -> bool:
 
 def _nvidia_smi(*args: str) -> list[str] | None:
     try:
-        out = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True,
+        out = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, check=False,
                              timeout=_NVIDIA_SMI_TIMEOUT)
     except (OSError, subprocess.SubprocessError):
         return None

@@ -16,109 +16,59 @@ row measured in the same run (the direct Keras call when present), and ``overhea
 predictor row is its p50 over the bare runtime's on the same file, minus 1.
 
 Isolation: each (artifact, device, threads) job runs in a fresh Python process
-(``python -m edgeclf.bench_runners``) so cold start includes loading the libraries, peak RSS
+(``python -m edgeclf.bench.worker``) so cold start includes loading the libraries, peak RSS
 is that artifact's own, thread settings cannot leak between jobs (TensorFlow fixes them once
 per process) and an artifact that crashes the interpreter is a failed row, not a failed bench.
 ``isolate=False`` runs in-process (fast, for tests; cold start and RSS are then not honest,
 and the entry says so).
+
+The package: :mod:`~edgeclf.bench.config` (what to measure), :mod:`~edgeclf.bench.plan`
+(default plans, the typed :class:`Job`, estimates), this module (targets, jobs, running them,
+speedups), :mod:`~edgeclf.bench.worker` and :mod:`~edgeclf.bench.timing` (one job, timed),
+:mod:`~edgeclf.bench.models` (CPU runners), :mod:`~edgeclf.bench.gpu` and
+:mod:`~edgeclf.bench.gpu_modes` (GPU probes and modes), :mod:`~edgeclf.bench.history`
+(``bench.json``), :mod:`~edgeclf.bench.plot` (``bench.png``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import logging
 import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
-from edgeclf import bench_plan
-from edgeclf.bench_runners import FIGURES, MAX_BATCH, check_batch_memory, failed_rows, run_job
-from edgeclf.errors import ConfigError, DeviceError, ModelError, RunError
-from edgeclf.fsutil import write_json
+from edgeclf.bench import plan as _plan
+from edgeclf.bench.config import (
+    BENCH_ONLY_FORMATS,
+    BenchConfig,
+    bench_formats,
+    exported_formats,
+    validate_config,
+)
+from edgeclf.bench.history import (
+    BenchResult,
+    append_history,
+    default_output,
+    load_history,
+    save_bench,
+)
+from edgeclf.bench.plan import FIGURES, Job
+from edgeclf.bench.timing import check_batch_memory
+from edgeclf.errors import DeviceError, ModelError, RunError
+from edgeclf.progress import Progress
 from edgeclf.run import RunPaths
 from edgeclf.runtime.manifest import load_manifest, verify_artifact
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "tflite", "savedmodel", "keras")
-DEVICES = ("cpu", "gpu", "all")
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
-MAX_THREADS = 256
-GPU_MODES = ("numpy", "iobinding", "cuda-graph")
 #: bare-runtime baselines: the predictor's overhead is measured against them (same file)
 BARE_RUNNERS = ("onnx-bare", "tflite-xnnpack")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BenchConfig:
-    """What to measure. ``None`` means the default noted beside the field; the quick and
-    exhaustive defaults are :mod:`edgeclf.bench_plan`'s."""
-
-    formats: tuple[str, ...] | None = None       # None: every format found (keras: exhaustive)
-    device: str = "cpu"                          # cpu | gpu | all
-    batch_sizes: tuple[int, ...] = (1, 8, 32)
-    threads: tuple[int, ...] | None = None       # None: usable cores (exhaustive: 1 too)
-    warmup: int | None = None                    # None: 2 (exhaustive: 5)
-    runs: int | None = None                      # None: a time budget (exhaustive: 50 runs)
-    seconds: float | None = None                 # None: 1 s per row unless runs are given
-    exhaustive: bool = False                     # the full sweep, Keras baselines included
-    baselines: bool = True                       # Keras predict/call + bare TFLite (XNNPACK)
-    gpu_modes: tuple[str, ...] = ("numpy", "iobinding")  # + "cuda-graph"
-    labels: str | None = None                    # labels file for a model without metadata
-    isolate: bool = True                         # one fresh process per job
-    timeout_s: float = 1800.0                    # per job, when isolated
-
-    def resolved_threads(self) -> tuple[int, ...]:
-        return bench_plan.resolve_threads(self.threads, self.exhaustive,
-                                          len(os.sched_getaffinity(0)))
-
-    def resolved_runs(self) -> int | None:
-        return self._timing()[0]
-
-    def resolved_seconds(self) -> float | None:
-        return self._timing()[1]
-
-    def resolved_warmup(self) -> int:
-        return self._timing()[2]
-
-    def _timing(self) -> tuple[int | None, float | None, int]:
-        return bench_plan.resolve_timing(self.runs, self.seconds, self.warmup, self.exhaustive)
-
-
-def validate_config(cfg: BenchConfig) -> None:
-    """Refuse nonsense before anything is loaded (ConfigError says what and why)."""
-    if cfg.device not in DEVICES:
-        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {cfg.device!r}")
-    for f in cfg.formats or ():
-        if f not in FORMATS:
-            raise ConfigError(f"unknown format {f!r}; formats are {', '.join(FORMATS)}")
-    if not cfg.batch_sizes:
-        raise ConfigError("--batch-sizes is empty: give at least one batch size, e.g. 1,8,32")
-    for b in cfg.batch_sizes:
-        if b < 1 or b > MAX_BATCH:
-            raise ConfigError(f"batch size {b} is out of range: use 1..{MAX_BATCH}")
-    for t in cfg.threads or ():
-        if t < 1 or t > MAX_THREADS:
-            raise ConfigError(f"threads {t} is out of range: use 1..{MAX_THREADS} "
-                              f"(this machine has {os.cpu_count()} cores)")
-    if cfg.runs is not None and cfg.seconds is not None:
-        raise ConfigError("give --runs or --seconds, not both")
-    if cfg.runs is not None and cfg.runs < 1:
-        raise ConfigError(f"--runs must be at least 1 (got {cfg.runs}): a benchmark with no "
-                          "timed run has no figures")
-    if cfg.seconds is not None and not 0 < cfg.seconds <= 3600:
-        raise ConfigError(f"--seconds must be in (0, 3600]; got {cfg.seconds}")
-    if cfg.warmup is not None and cfg.warmup < 0:
-        raise ConfigError(f"--warmup must be 0 or more; got {cfg.warmup}")
-    for m in cfg.gpu_modes:
-        if m not in GPU_MODES:
-            raise ConfigError(f"unknown GPU mode {m!r}; modes are {', '.join(GPU_MODES)}")
 
 
 @dataclass
@@ -126,7 +76,7 @@ class Target:
     """One thing to benchmark: an artifact through the predictor, or a baseline."""
 
     artifact: str
-    runner: str            # see edgeclf.bench_runners.RUNNERS
+    runner: str            # see edgeclf.bench.models.RUNNERS
     path: str
     format: str
     quantization: str
@@ -135,27 +85,14 @@ class Target:
     error: str | None = None   # set when the artifact cannot be used (hash mismatch...)
 
 
-@dataclass
-class BenchResult:
-    """One dated entry of ``bench.json``."""
-
-    date: str
-    machine: dict
-    config: dict
-    target: str
-    results: list[dict] = field(default_factory=list)
-
-    def to_entry(self) -> dict:
-        return asdict(self)
-
-
 def plan_targets(target: str | Path, cfg: BenchConfig) -> tuple[list[Target], dict]:
     """The artifacts (and baselines) to run for ``target`` and the contract size if known."""
     target = Path(target)
     if not target.exists():
         raise ModelError(f"{target} does not exist: give a run directory or a model file "
                          "(.onnx, .tflite)")
-    wanted = bench_plan.resolve_formats(cfg.formats, cfg.exhaustive, FORMATS)
+    wanted = _plan.resolve_formats(cfg.formats, cfg.exhaustive, exported_formats(),
+                                   BENCH_ONLY_FORMATS)
     if target.is_file():
         fmt = MODEL_SUFFIXES.get(target.suffix.lower())
         if fmt is None:
@@ -176,7 +113,7 @@ def _plan_run(paths: RunPaths, wanted: set[str], baselines: bool) -> tuple[list[
     info = json.loads(paths.run_json.read_text())
     out: list[Target] = []
     manifest = load_manifest(paths.export_dir) if paths.manifest.is_file() else None
-    if manifest is None and wanted - {"keras"}:
+    if manifest is None and wanted - set(BENCH_ONLY_FORMATS):
         log.warning("%s has no export/manifest.json: only the Keras baselines can run "
                     "(run `edgeclf export` first)", paths.root)
     float_tflite: Target | None = None
@@ -223,14 +160,14 @@ def _plan_run(paths: RunPaths, wanted: set[str], baselines: bool) -> tuple[list[
 def devices_for(cfg: BenchConfig) -> list[str]:
     """The devices to run; a GPU that cannot be used is a DeviceError, never a CPU run."""
     if cfg.device in ("gpu", "all"):
-        from edgeclf.bench_gpu import require_gpu
+        from edgeclf.bench.gpu import require_gpu
 
         require_gpu()
     return {"cpu": ["cpu"], "gpu": ["gpu"], "all": ["cpu", "gpu"]}[cfg.device]
 
 
 def build_jobs(targets: list[Target], cfg: BenchConfig, devices: list[str],
-               image_size: list[int] | None) -> list[dict]:
+               image_size: list[int] | None) -> list[Job]:
     jobs = []
     for device in devices:
         for t in targets:
@@ -244,31 +181,31 @@ def build_jobs(targets: list[Target], cfg: BenchConfig, devices: list[str],
                             "cuda-graph": "cuda-graph"}[m] for m in cfg.gpu_modes]
             for runner in runners:
                 for threads in cfg.resolved_threads():
-                    jobs.append({**asdict(t), "runner": runner, "device": device,
-                                 "threads": threads, "batch_sizes": list(cfg.batch_sizes),
-                                 "warmup": cfg.resolved_warmup(), "runs": cfg.resolved_runs(),
-                                 "seconds": cfg.resolved_seconds(), "labels": cfg.labels,
-                                 "image_size": image_size})
+                    jobs.append(Job(**{**asdict(t), "runner": runner}, device=device,
+                                    threads=threads, batch_sizes=tuple(cfg.batch_sizes),
+                                    warmup=cfg.resolved_warmup(), runs=cfg.resolved_runs(),
+                                    seconds=cfg.resolved_seconds(), labels=cfg.labels,
+                                    image_size=image_size))
     return jobs
 
 
-def run_isolated(job: dict, timeout_s: float) -> list[dict]:
+def run_isolated(job: Job, timeout_s: float) -> list[dict]:
     """Run one job in a fresh interpreter; any crash or timeout becomes failed rows."""
     with tempfile.TemporaryDirectory(prefix="edgeclf-bench-") as tmp:
         spec, out = Path(tmp) / "job.json", Path(tmp) / "rows.json"
-        spec.write_text(json.dumps(job))
+        spec.write_text(job.to_json())
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
         try:
-            proc = subprocess.run([sys.executable, "-m", "edgeclf.bench_runners", str(spec),
-                                   str(out)], capture_output=True, text=True, env=env,
+            proc = subprocess.run([sys.executable, "-m", "edgeclf.bench.worker", str(spec),
+                                   str(out)], capture_output=True, text=True, env=env, check=False,
                                   timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            return failed_rows(job, f"timed out after {timeout_s:.0f} s")
+            return job.failed_rows(f"timed out after {timeout_s:.0f} s")
         if out.is_file():
             return json.loads(out.read_text())
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-        return failed_rows(job, f"benchmark process exited with code {proc.returncode}: "
-                                + " | ".join(tail))
+        return job.failed_rows(f"benchmark process exited with code {proc.returncode}: "
+                               + " | ".join(tail))
 
 
 def add_speedups(rows: list[dict]) -> None:
@@ -312,12 +249,12 @@ def add_overheads(rows: list[dict]) -> None:
 class BenchPlan:
     """The jobs :func:`run_bench` will run, and how long they should take (None: unknown)."""
 
-    jobs: list[dict]
+    jobs: list[Job]
     estimate_s: float | None
 
     @property
     def rows(self) -> int:
-        return sum(len(j["batch_sizes"]) for j in self.jobs)
+        return sum(len(j.batch_sizes) for j in self.jobs)
 
 
 def plan_bench(target: str | Path, cfg: BenchConfig) -> BenchPlan:
@@ -328,11 +265,11 @@ def plan_bench(target: str | Path, cfg: BenchConfig) -> BenchPlan:
     if info.get("image_size"):
         check_batch_memory(max(cfg.batch_sizes), *info["image_size"])
     jobs = build_jobs(targets, cfg, devices, info.get("image_size"))
-    return BenchPlan(jobs=jobs, estimate_s=bench_plan.estimate_seconds(jobs))
+    return BenchPlan(jobs=jobs, estimate_s=_plan.estimate_seconds(jobs))
 
 
 def run_bench(target: str | Path, cfg: BenchConfig,
-              progress: Callable[[int, int, str], None] | None = None,
+              progress: Progress | None = None,
               plan: BenchPlan | None = None) -> BenchResult:
     """Benchmark ``target`` (a run directory or a model file) and return one dated entry.
 
@@ -340,23 +277,23 @@ def run_bench(target: str | Path, cfg: BenchConfig,
     already has it (to show the estimate first)."""
     plan = plan or plan_bench(target, cfg)
     jobs = plan.jobs
-    from edgeclf.bench_runners import machine_info
+    from edgeclf.bench.worker import machine_info, run_job
 
     started = machine_info(cfg.resolved_threads())
     rows: list[dict] = []
     for i, job in enumerate(jobs):
         if progress:
-            progress(i, len(jobs), f"{job['artifact']} {job['runner']} {job['device']} "
-                                   f"{job['threads']} threads")
-        if job.get("error"):
-            rows += failed_rows(job, job["error"])
+            progress(i, len(jobs), f"{job.artifact} {job.runner} {job.device} "
+                                   f"{job.threads} threads")
+        if job.error:
+            rows += job.failed_rows(job.error)
         elif cfg.isolate:
             rows += run_isolated(job, cfg.timeout_s)
         else:
             rows += run_job(job)
-        failed = [r for r in rows[-len(job["batch_sizes"]):] if r["status"] != "ok"]
+        failed = [r for r in rows[-len(job.batch_sizes):] if r["status"] != "ok"]
         if failed:
-            log.warning("%s (%s, %s): %s", job["artifact"], job["runner"], job["device"],
+            log.warning("%s (%s, %s): %s", job.artifact, job.runner, job.device,
                         failed[0]["error"])
     if progress:
         progress(len(jobs), len(jobs), "done")
@@ -368,12 +305,12 @@ def run_bench(target: str | Path, cfg: BenchConfig,
     conf.update(threads=list(cfg.resolved_threads()), runs=cfg.resolved_runs(),
                 seconds=cfg.resolved_seconds(), warmup=cfg.resolved_warmup(),
                 estimate_s=plan.estimate_s)
-    return BenchResult(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    return BenchResult(date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                        machine=started, config=conf, target=str(target), results=rows)
 
 
 def _check_gpu_rows(rows: list[dict]) -> None:
-    from edgeclf.bench_gpu import is_gpu_provider
+    from edgeclf.bench.gpu import is_gpu_provider
 
     for r in rows:
         if r["device"] == "gpu" and r["status"] == "ok" and not is_gpu_provider(r["provider"]):
@@ -381,56 +318,30 @@ def _check_gpu_rows(rows: list[dict]) -> None:
                               f"{r['provider']}; refusing to record it as a GPU figure")
 
 
-def default_output(target: str | Path) -> Path:
-    """Where bench.json/bench.png go: the run itself, or ``bench-<stem>/`` for a model file."""
-    target = Path(target)
-    return target if target.is_dir() else Path.cwd() / f"bench-{target.stem}"
+def __getattr__(name: str) -> object:
+    """``FORMATS``: every format ``--formats`` accepts, derived from export's table when asked
+    (not at import: a bench subprocess imports this package before timing its model)."""
+    if name == "FORMATS":
+        return bench_formats()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def append_history(bench_json: str | Path, result: BenchResult) -> dict:
-    """Append ``result`` to ``bench.json`` (``{"runs": [...]}``), keeping every earlier run.
-
-    A ``bench.json`` that is not in that shape is refused rather than overwritten.
-    """
-    bench_json = Path(bench_json)
-    bench_json.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(bench_json.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)   # two benches appending at once both keep their entry
-        history: dict = {"runs": []}
-        if bench_json.is_file():
-            try:
-                history = json.loads(bench_json.read_text())
-            except ValueError as e:
-                raise RunError(f"{bench_json} is not valid JSON ({e}); move it away to start "
-                               "a new history") from None
-            if not isinstance(history, dict) or not isinstance(history.get("runs"), list):
-                raise RunError(f"{bench_json} has no 'runs' list; move it away to start a "
-                               "new history")
-        history["runs"].append(result.to_entry())
-        write_json(bench_json, history)
-        return history
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def load_history(bench_json: str | Path) -> list[dict]:
-    path = Path(bench_json)
-    return json.loads(path.read_text())["runs"] if path.is_file() else []
-
-
-def save_bench(result: BenchResult, out_dir: str | Path) -> tuple[Path, Path | None]:
-    """Append to ``out_dir/bench.json`` and draw ``out_dir/bench.png``; returns both paths."""
-    paths = RunPaths(Path(out_dir))
-    append_history(paths.bench_json, result)
-    from edgeclf.bench_plot import plot_bench
-
-    png = plot_bench(result, paths.bench_png, parity_json=paths.parity,
-                     manifest=paths.manifest)
-    return paths.bench_json, png
-
-
-__all__ = ["BenchConfig", "BenchResult", "BenchPlan", "Target", "validate_config",
-           "plan_targets", "plan_bench", "run_bench", "append_history", "load_history",
-           "save_bench", "default_output", "FIGURES", "FORMATS"]
+__all__ = [
+    "FIGURES",
+    "FORMATS",
+    "BenchConfig",
+    "BenchPlan",
+    "BenchResult",
+    "Job",
+    "Target",
+    "append_history",
+    "build_jobs",
+    "default_output",
+    "load_history",
+    "plan_bench",
+    "plan_targets",
+    "run_bench",
+    "run_isolated",
+    "save_bench",
+    "validate_config",
+]

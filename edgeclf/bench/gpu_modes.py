@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeclf.bench_gpu import device_memory_used_mb, require_gpu
-from edgeclf.bench_models import Opened, open_predictor, with_gpu_memory
+from edgeclf.bench.gpu import device_memory_used_mb, require_gpu
+from edgeclf.bench.models import Opened, open_predictor, with_gpu_memory
+from edgeclf.bench.plan import Job
 from edgeclf.errors import DeviceError, ModelError
 
 
@@ -79,9 +80,9 @@ def _n_classes(session: Any, x: np.ndarray, dtype: np.dtype) -> int:
     return int(session.run(None, {in_name: x[:1].astype(dtype)})[0].shape[-1])
 
 
-def open_iobinding(job: dict) -> Opened:
+def open_iobinding(job: Job) -> Opened:
     """The GPU predictor's own session, timed with device-resident input and output."""
-    if job["device"] != "gpu":
+    if job.device != "gpu":
         raise DeviceError("IO binding is a GPU mode; use --device gpu")
     opened = open_predictor(job)
     pred = opened._keep
@@ -122,16 +123,16 @@ def _cuda_graph_session(path: str, threads: int) -> Any:
     return session
 
 
-def open_cuda_graph(job: dict) -> Opened:
+def open_cuda_graph(job: Job) -> Opened:
     """A fresh ``enable_cuda_graph`` session per batch size (graphs need fixed shapes)."""
-    if job["device"] != "gpu":
+    if job.device != "gpu":
         raise DeviceError("CUDA graphs are a GPU mode; use --device gpu")
     require_gpu()
     import onnxruntime  # noqa: F401
 
     imported_at = time.perf_counter()
     baseline = device_memory_used_mb()
-    first = _cuda_graph_session(job["path"], job["threads"])
+    first = _cuda_graph_session(job.path, job.threads)
     shape = first.get_inputs()[0].shape
     if not all(isinstance(d, int) for d in shape[1:3]):
         raise ModelError(f"CUDA graphs need a fixed image size; input shape is {shape}")
@@ -139,8 +140,7 @@ def open_cuda_graph(job: dict) -> Opened:
     sessions = {"first": first}
 
     def bind(x: np.ndarray) -> _Bound:
-        session = sessions.pop("first", None) or _cuda_graph_session(job["path"],
-                                                                       job["threads"])
+        session = sessions.pop("first", None) or _cuda_graph_session(job.path, job.threads)
         bound = _Bound(session, x, dtype, _n_classes_static(session))
         bound()                    # first run captures the graph; later runs replay it
         return bound
