@@ -56,6 +56,10 @@ def configure(verbose: bool) -> None:
     warnings.filterwarnings("default", module=r"edgeclf(\.|$)")
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # libraries that log on the root logger (onnxruntime's quantizer: "Quantized bias ...
+    # exceeds the range of a int32") and loggers not named above inherit this level;
+    # edgeclf's own logger has its level set by the CLI
+    logging.getLogger().setLevel(logging.ERROR)
     filter_native_stderr()
 
 

@@ -74,6 +74,20 @@ def test_native_lines_of_this_process_and_its_children_are_filtered():
     assert not any(n.strip() in err for n in NOISE) and b"child.cc" not in err
 
 
+def test_third_party_python_logging_is_quiet_unless_verbose():
+    script = ("import logging, sys\n"
+              "from edgeclf.cli.quiet import configure\n"
+              "configure(verbose=sys.argv[1] == 'loud')\n"
+              "logging.warning('root logger noise')\n"             # onnxruntime's quantizer
+              "logging.getLogger('some.library').warning('library noise')\n"
+              "logging.getLogger('some.library').error('library error')\n")
+    quiet, loud = (subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
+                                  text=True, cwd=ROOT, timeout=60) for mode in ("quiet", "loud"))
+    assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "noise" not in quiet.stderr and "library error" in quiet.stderr
+    assert "root logger noise" in loud.stderr and "library noise" in loud.stderr
+
+
 def test_comma_lists_and_integer_lists():
     assert comma_list(["onnx,TFLite", " savedmodel "], lower=True) == ("onnx", "tflite",
                                                                        "savedmodel")
