@@ -65,6 +65,10 @@ def export(run: Path = typer.Argument(..., help="Run directory (models/<name>)."
            int8_io: str = typer.Option(INT8_IO_TYPES[0], help="int8 TFLite input/output type: "
                                        f"{' or '.join(INT8_IO_TYPES)} (uint8: raw pixels, "
                                        "scale 1, zero point 0)."),
+           onnx_int8: str = typer.Option(
+               "auto", "--onnx-int8", help="ONNX int8 weights: auto (U8S8 where this CPU has "
+               "VNNI/AMX/ARM dot-product int8 instructions, exact and fastest there; else "
+               "U8U8, which never saturates on older x86), u8s8 or u8u8."),
            ort_web: Optional[str] = typer.Option(
                None, "--ort-web", help="--format web: the onnxruntime-web package "
                f"{ORT_WEB_VERSION} (.tgz from `npm pack`, or its folder) for a machine "
@@ -76,12 +80,12 @@ def export(run: Path = typer.Argument(..., help="Run directory (models/<name>)."
 
     Exits 1 when any artifact failed (the table says which and why)."""
     _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io,
-            as_json, ort_web)
+            as_json, ort_web, onnx_int8)
 
 
 @handle_errors
 def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, int8_io,
-            as_json, ort_web=None) -> None:
+            as_json, ort_web=None, onnx_int8="auto") -> None:
     from edgeclf.export import export_run
 
     defaults = ExportConfig()
@@ -90,7 +94,8 @@ def _export(run, formats, quantize, checkpoint, opset, calibration_size, seed, i
                                          or defaults.quantizations[:1]),
                           checkpoint=checkpoint, opset=opset,
                           calibration_size=calibration_size, seed=seed,
-                          int8_io=int8_io.lower(), ort_web=ort_web)
+                          int8_io=int8_io.lower(), ort_web=ort_web,
+                          onnx_int8=onnx_int8.lower())
     with progress_bar("loading checkpoint", transient=True) as update:
         result = export_run(run, config, progress=lambda done, total, label: update(
             done, total, f"exporting {label}"))

@@ -31,6 +31,7 @@ class ExportContext:
     calibration_size: int
     seed: int
     ort_web: str | None = None          # onnxruntime-web tarball or folder (format web)
+    onnx_int8: str = "auto"             # ONNX int8 weights: auto | u8s8 | u8u8
     _memo: dict = field(default_factory=dict)
 
     def memo(self, key: str, make: Callable[[], T]) -> T:

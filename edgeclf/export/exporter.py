@@ -31,6 +31,7 @@ from .context import ExportContext
 from .manifest import float32_bytes, make_entry, read_existing, update_manifest
 from .onnx import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .onnx_quant import export_notes
+from .onnx_quant import ONNX_INT8_RECIPES
 from .tflite import INT8_IO_TYPES
 from .utils import as_float32, check_contract, load_checkpoint
 
@@ -50,6 +51,7 @@ class ExportConfig:
     seed: int = 0
     int8_io: str = "uint8"              # int8 TFLite input/output type: uint8 | int8
     ort_web: str | None = None          # onnxruntime-web tarball or folder (format web)
+    onnx_int8: str = "auto"             # ONNX int8 weights: auto (by this CPU) | u8s8 | u8u8
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ def check_options(config: ExportConfig) -> None:
     if config.int8_io not in INT8_IO_TYPES:
         raise ConfigError(f"--int8-io must be one of {', '.join(INT8_IO_TYPES)}, "
                           f"got {config.int8_io!r}")
+    if config.onnx_int8 not in ONNX_INT8_RECIPES:
+        raise ConfigError(f"--onnx-int8 must be one of {', '.join(ONNX_INT8_RECIPES)}, "
+                          f"got {config.onnx_int8!r}")
     if config.calibration_size < 1:
         raise ConfigError(f"--calibration-size must be at least 1, got "
                           f"{config.calibration_size}")
@@ -200,7 +205,7 @@ def export_run(run_dir: str | Path, config: ExportConfig = ExportConfig(), *,
                                 work_dir=Path(work), split_path=paths.split,
                                 opset=config.opset, int8_io=config.int8_io,
                                 calibration_size=config.calibration_size, seed=config.seed,
-                                ort_web=config.ort_web)
+                                ort_web=config.ort_web, onnx_int8=config.onnx_int8)
             rows = []
             for i, (fmt, q) in enumerate(jobs):
                 if progress:

@@ -1,5 +1,6 @@
-"""ONNX quantization with onnxruntime's tools: static int8 (QDQ, U8U8, per-channel weights,
-calibrated on the same training images as TFLite int8), dynamic-range, and float16.
+"""ONNX quantization with onnxruntime's tools: static int8 (QDQ, U8S8 or U8U8 chosen by the
+CPU, per-channel weights, calibrated on the same training images as TFLite int8),
+dynamic-range, and float16.
 
 Inputs and outputs stay as in the float graph in every variant (uint8 pixels in, added by
 ``finish_onnx`` after quantizing; float32 probabilities out), so the contract is unchanged; the
@@ -18,6 +19,8 @@ import numpy as np
 from edgeclf.errors import ExportError
 
 from .calibration import calibration_set
+from edgeclf.machine import has_fast_int8
+
 from .utils import INPUT_NAME, cpu_flags, import_onnx, int8_speed_warning
 
 if TYPE_CHECKING:
@@ -34,7 +37,17 @@ def quantize_onnx(ctx: "ExportContext", src: Path, dst: Path, quantization: str)
     """Write the ``quantization`` variant of the float ONNX model ``src`` to ``dst``;
     return the options used (recorded in the manifest)."""
     if quantization == "int8":
-        return quantize_int8(src, dst, calibration_set(ctx), ctx.work_dir)
+        recipe, why = choose_int8_recipe(ctx.onnx_int8)
+        log.info("ONNX int8 %s: %s", recipe.upper(), why)
+        flags = cpu_flags()
+        if recipe == "u8s8" and "sse2" in flags and not has_fast_int8(flags):
+            log.warning("ONNX int8 U8S8 on an x86 CPU without VNNI: onnxruntime's kernels "
+                        "saturate here, so this CPU computes it less exactly than a VNNI or "
+                        "ARM CPU (parity on this machine shows by how much)")
+        info = quantize_int8(src, dst, calibration_set(ctx), ctx.work_dir,
+                             options=int8_options(recipe))
+        info["onnx_quantization"].update(recipe=recipe, recipe_reason=why)
+        return info
     if quantization == "dynamic":
         return quantize_dynamic(src, dst)
     if quantization == "float16":
@@ -82,18 +95,44 @@ def prepare_for_quantization(src: Path, work_dir: Path) -> Path:
     return out
 
 
-def int8_options() -> dict:
-    """U8U8 QDQ with per-channel 8-bit weights, on every CPU.
+#: ``--onnx-int8``: the weights' integer type of the static int8 ONNX model
+ONNX_INT8_RECIPES = ("auto", "u8s8", "u8u8")
 
-    onnxruntime's usual U8S8 runs on x86 as VPMADDUBSW, whose 16-bit pair sums saturate
-    without VNNI; its advice there, 7-bit weights (``reduce_range``), costs precision
-    instead. Its U8U8 kernels widen to 16 bits first and never saturate, so the artifact
-    computes the same on any CPU it is deployed to. Measured on MobileNetV2 / flowers
-    (test split, several calibration seeds): U8S8 + reduce_range 93.5-95.1% top-1 agreement
-    with float (-1.1 to -2.2 points), U8S8 without it 92-93%, U8U8 98.4-98.6% (0 to -0.54
-    points; benchmarks/results/int8-calibration-*)."""
-    return {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QUInt8",
+
+def int8_options(recipe: str = "u8u8") -> dict:
+    """QDQ with per-channel 8-bit weights: ``u8s8`` (signed weights) or ``u8u8``.
+
+    onnxruntime's U8S8 kernels run on x86 as VPMADDUBSW, whose 16-bit pair sums saturate
+    without VNNI (its advice there, 7-bit weights via ``reduce_range``, costs precision);
+    its U8U8 kernels widen to 16 bits first and never saturate, so a U8U8 model computes
+    the same on any CPU. With VNNI (or on ARM) U8S8 is exact and much faster. Measured on
+    MobileNetV2 / flowers, 2,493 held-out photos, AMD EPYC with AVX512-VNNI
+    (benchmarks/results/int8-recipes-*): U8S8 -0.16 points, 2.64x float32 at batch 1; U8U8
+    +0.48 points, 1.08x; U8S8 with 7-bit weights -1.52 points. On a Xeon without VNNI: U8S8
+    92-93% top-1 agreement with float (saturation), U8U8 98.4-98.6%."""
+    weight = {"u8s8": "QInt8", "u8u8": "QUInt8"}[recipe]
+    return {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": weight,
             "per_channel": True, "reduce_range": False, "calibrate_method": "MinMax"}
+
+
+def choose_int8_recipe(requested: str = "auto",
+                       flags: frozenset[str] | None = None) -> tuple[str, str]:
+    """The recipe for ``--onnx-int8 requested`` and why. ``auto``: U8S8 where this CPU has
+    int8 dot-product instructions (VNNI, AMX, ARM dot product: exact and fast), else U8U8
+    (no saturation on older x86). Parity then checks the artifact on this CPU."""
+    if requested not in ONNX_INT8_RECIPES:
+        from edgeclf.errors import ConfigError
+
+        raise ConfigError(f"--onnx-int8 must be one of {', '.join(ONNX_INT8_RECIPES)}, "
+                          f"got {requested!r}")
+    if requested != "auto":
+        return requested, "requested"
+    flags = cpu_flags() if flags is None else flags
+    if has_fast_int8(flags):
+        return "u8s8", ("this CPU has int8 dot-product instructions: U8S8 is exact and the "
+                        "fastest here")
+    return "u8u8", ("this CPU has no int8 dot-product instructions (or they are unknown): "
+                    "U8U8, which does not saturate on x86 without VNNI")
 
 
 def quantize_int8(src: Path, dst: Path, calibration: "CalibrationSet", work_dir: Path, *,

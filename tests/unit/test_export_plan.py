@@ -15,7 +15,8 @@ from edgeclf.export import FORMATS, QUANTIZATIONS, artifact_path, plan_jobs
 from edgeclf.export.calibration import anchor_pixel_range, stratified_sample
 from edgeclf.export.exporter import remove_partials
 from edgeclf.export.manifest import float32_bytes, read_existing, update_manifest
-from edgeclf.export.onnx_quant import export_notes, int8_options, speed_warning
+from edgeclf.export.onnx_quant import (choose_int8_recipe, export_notes, int8_options,
+                                       speed_warning)
 from edgeclf.export.utils import _float32_config, int8_speed_warning
 from edgeclf.runtime.manifest import load_manifest
 
@@ -91,9 +92,17 @@ def test_int8_speed_warning_depends_on_cpu_flags():
     assert int8_speed_warning(frozenset({"avx2", "avx512_vnni"})) is None
     assert int8_speed_warning(frozenset({"asimddp"})) is None
     assert int8_speed_warning(frozenset()) is None        # unknown CPU: say nothing
-    # the ONNX int8 artifact is the same on every CPU: U8U8, 8-bit weights (no saturation)
-    assert int8_options()["weight_type"] == "QUInt8"
-    assert int8_options()["reduce_range"] is False
+    # ONNX int8: 8-bit weights either way; U8S8 where int8 dot products make it exact
+    assert int8_options("u8u8")["weight_type"] == "QUInt8"
+    assert int8_options("u8s8")["weight_type"] == "QInt8"
+    assert not int8_options("u8s8")["reduce_range"] and not int8_options()["reduce_range"]
+    assert choose_int8_recipe("auto", frozenset({"avx2", "avx512_vnni"}))[0] == "u8s8"
+    assert choose_int8_recipe("auto", frozenset({"asimddp"}))[0] == "u8s8"
+    assert choose_int8_recipe("auto", frozenset({"avx2", "avx512f"}))[0] == "u8u8"
+    assert choose_int8_recipe("auto", frozenset())[0] == "u8u8"      # unknown: never saturate
+    assert choose_int8_recipe("u8u8", frozenset({"avx512_vnni"})) == ("u8u8", "requested")
+    with pytest.raises(ConfigError, match="--onnx-int8"):
+        choose_int8_recipe("u8s7")
     assert speed_warning("none", frozenset({"avx2"})) is None
     assert "float16" in speed_warning("float16", frozenset({"avx2"}))
     # accuracy notes do not depend on the CPU; speed notes do

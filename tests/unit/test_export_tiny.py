@@ -96,6 +96,7 @@ def test_unknown_combination_fails_before_writing(run_copy, formats, quants):
 
 @pytest.mark.parametrize("option,match", [({"opset": 7}, "--opset"),
                                            ({"int8_io": "float64"}, "--int8-io"),
+                                           ({"onnx_int8": "s8s8"}, "--onnx-int8"),
                                            ({"calibration_size": 0}, "--calibration-size")])
 def test_bad_option_values_fail_before_writing(run_copy, option, match):
     with pytest.raises(ConfigError, match=match):
@@ -143,6 +144,29 @@ def test_mixed_precision_checkpoint_is_exported_in_float32(tmp_path):
     assert all(layer.compute_dtype == "float32" for layer in f32.layers)
     np.testing.assert_allclose(f32.predict(x, verbose=0), loaded.predict(x, verbose=0),
                                atol=5e-3)
+
+
+@pytest.mark.parametrize("recipe,weights", [("u8s8", "INT8"), ("u8u8", "UINT8")])
+def test_onnx_int8_recipe_is_honoured_and_recorded(run_copy, recipe, weights):
+    import onnx
+    from typer.testing import CliRunner
+
+    from edgeclf.cli import app
+
+    res = CliRunner().invoke(app, ["export", str(run_copy), "-f", "onnx", "-q", "int8",
+                                   "--onnx-int8", recipe, "--calibration-size", "8"])
+    assert res.exit_code == 0, res.output
+    (entry,) = load_manifest(run_copy / "export")["artifacts"]
+    q = entry["converter"]["onnx_quantization"]
+    assert (q["recipe"], q["recipe_reason"]) == (recipe, "requested")
+    assert q["weight_type"] == {"u8s8": "QInt8", "u8u8": "QUInt8"}[recipe]
+    model = onnx.load(str(run_copy / "export" / entry["file"]))
+    conv_weights = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"
+                    and any(i.name == n.input[0] and len(i.dims) == 4
+                            for i in model.graph.initializer)}
+    types = {onnx.TensorProto.DataType.Name(i.data_type) for i in model.graph.initializer
+             if i.name in conv_weights}
+    assert conv_weights and types == {weights}
 
 
 def test_cli_exports_onnx_and_records_it(run_copy):
