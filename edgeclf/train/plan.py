@@ -92,7 +92,7 @@ def plan_fixed(strategy: str, *, head: str, fine_tune_epochs: int | None,
                     epochs=fine_tune_epochs or 0, unfreeze=unfreeze)
     epochs = FINE_TUNE_EPOCHS if fine_tune_epochs is None else fine_tune_epochs
     return Plan("fine-tune", "requested" + ("" if epochs else " (--fine-tune-epochs 0: "
-                                            "the head only)"),
+                                            "one phase, no second fine-tuning phase)"),
                 requested=strategy, head="images", epochs=epochs, unfreeze=unfreeze)
 
 
