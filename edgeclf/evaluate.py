@@ -127,7 +127,7 @@ def default_out_dir(target: str | Path) -> Path:
 
 def write_eval(result: EvalResult, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``eval.json`` and ``confusion_matrix.png`` into ``out_dir``."""
-    from edgeclf.report.confusion import plot_confusion
+    from edgeclf.plotting.confusion import plot_confusion
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeclf.deps import import_tf2onnx
 from edgeclf.errors import ExportError
 from edgeclf.runtime.metadata import onnx_props
 
@@ -34,22 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 18
 ONNX_TOOLS = ("tf2onnx", "onnx", "onnxruntime", "keras", "tensorflow")
-
-
-def import_tf2onnx() -> Any:
-    try:
-        import tf2onnx
-        import tf2onnx.convert
-        import tf2onnx.tf_loader
-    except ImportError:
-        raise ExportError("ONNX export needs tf2onnx: `pip install 'edgeclf[train]'`") from None
-    try:  # tf2onnx 1.17 still uses aliases numpy 2 removed; Keras ships the fix
-        from keras.src.export.tf2onnx_lib import patch_tf2onnx
-
-        patch_tf2onnx()
-    except ImportError:
-        log.debug("keras' tf2onnx patch not found; converting without it")
-    return tf2onnx
 
 
 def convert_float_onnx(ctx: "ExportContext", path: Path) -> None:

@@ -40,12 +40,12 @@ def import_keras() -> Any:
 
 
 def load_checkpoint(path: str | Path) -> Any:
-    """The one checkpoint loader (``edgeclf.train.load_checkpoint``: safe mode, never runs
+    """The one checkpoint loader (:mod:`edgeclf.inference.checkpoint`: safe mode, never runs
     code from the file), under the TensorFlow backend that export needs."""
     import_keras()
-    from edgeclf.train import load_checkpoint as train_load_checkpoint
+    from edgeclf.inference.checkpoint import load_checkpoint as safe_load
 
-    return train_load_checkpoint(path)
+    return safe_load(path)
 
 
 def check_contract(model: Any, n_classes: int) -> tuple[int, int]:

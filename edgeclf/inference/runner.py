@@ -13,6 +13,8 @@ import numpy as np
 
 from edgeclf.errors import ModelError
 
+from .checkpoint import load_checkpoint
+
 
 @dataclass
 class ModelRunner:
@@ -100,13 +102,6 @@ def _keras_fn(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(model(x.astype(np.float32), training=False))
     return run
-
-
-def load_checkpoint(path: str | Path):
-    """The training stage's safe loader (``safe_mode=True``, no Lambda, not compiled)."""
-    from edgeclf.train import load_checkpoint as _load
-
-    return _load(path)
 
 
 def _predictor_fn(path: Path, fmt: str, labels, contract):

@@ -67,7 +67,7 @@ def confusion_matrix(matrix: list[list[Any]], classes: list[str]) -> bytes:
     from a matrix read from JSON. Raises ValueError for a matrix that is not square."""
     import numpy as np
 
-    from .confusion import draw_confusion
+    from edgeclf.plotting.confusion import draw_confusion
 
     m = np.array([[num(v) or 0.0 for v in row] for row in matrix], dtype=float)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:

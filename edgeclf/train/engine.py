@@ -49,7 +49,7 @@ def to_onnx(model: Any, path: Path) -> None:
     """Convert a (TensorFlow-backend) Keras model with one float32 input to ONNX."""
     import tensorflow as tf
 
-    from edgeclf.export.onnx import import_tf2onnx
+    from edgeclf.deps import import_tf2onnx
 
     tf2onnx = import_tf2onnx()
     shape = tuple(model.inputs[0].shape[1:])

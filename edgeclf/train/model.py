@@ -8,14 +8,12 @@ and exports to SavedModel/ONNX/TFLite. Each backbone is a nested Keras applicati
 
 from __future__ import annotations
 
-import json
 import logging
-import zipfile
-from pathlib import Path
 from typing import Any
 
 from edgeclf.backbones import Backbone, check_image_size, normalisation_layers
-from edgeclf.errors import ConfigError, ModelError, RunError
+from edgeclf.errors import ConfigError, ModelError
+from edgeclf.inference.checkpoint import load_checkpoint  # noqa: F401 - edgeclf.train's API
 from edgeclf.weights import load_pretrained
 
 log = logging.getLogger(__name__)
@@ -146,39 +144,3 @@ def unfreeze(model: Any, n_layers: int | None) -> int:
             layer.trainable = trainable
             count += int(trainable and bool(layer.weights))
     return count
-
-
-def load_checkpoint(path: str | Path) -> Any:
-    """Load a ``.keras`` checkpoint safely (``safe_mode=True``, not compiled): the one loader
-    (export, eval, parity and bench come here through :mod:`edgeclf.inference`).
-
-    Refuses, without executing anything, a file that is not a Keras archive or whose
-    config holds a ``Lambda`` layer; refuses an archive that holds no ``keras.Model``.
-    """
-    import keras
-
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"checkpoint {path} does not exist")
-    config = _archive_config(path)
-    if '"Lambda"' in config:
-        raise ModelError(f"{path} contains a Lambda layer (arbitrary code); edgeclf loads "
-                         "only models made of built-in layers")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # noqa: BLE001 - any failure to deserialise is a bad model file
-        raise ModelError(f"cannot load {path} as a Keras model: {type(e).__name__}: "
-                         f"{str(e)[:300]}") from None
-    if not isinstance(model, keras.Model):
-        raise ModelError(f"checkpoint {path} holds a {type(model).__name__}, not a Model")
-    return model
-
-
-def _archive_config(path: Path) -> str:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            text = zf.read("config.json").decode("utf-8")
-        json.loads(text)
-        return text
-    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, ValueError, OSError):
-        raise ModelError(f"{path} is not a Keras .keras model archive") from None

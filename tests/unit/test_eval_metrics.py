@@ -8,7 +8,7 @@ import pytest
 from edgeclf.errors import ModelError
 from edgeclf.evaluate import classification_metrics
 from edgeclf.metrics import split_metrics
-from edgeclf.report.confusion import (MIN_FONT, draw_confusion, layout_for, normalise_rows,
+from edgeclf.plotting.confusion import (MIN_FONT, draw_confusion, layout_for, normalise_rows,
                                       plot_confusion, shorten, sort_order)
 
 LABELS = ["cat", "dog", "fox"]
