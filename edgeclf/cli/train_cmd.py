@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -15,6 +15,9 @@ from edgeclf.errors import ConfigError, EdgeclfError
 
 from .common import (EXIT_FAILED, EXIT_USAGE, JsonOption, comma_list, console, err_console, esc,
                      handle_errors, next_step, print_error, print_json, refresh_report, table)
+
+if TYPE_CHECKING:
+    from edgeclf.train import TrainConfig, TrainResult
 
 _H = "Training"
 
@@ -202,7 +205,7 @@ def register(app: typer.Typer) -> None:
         next_step(f"edgeclf export {result.run_dir} --format onnx")
 
 
-def _train(cfg):  # noqa: ANN001, ANN202 - TrainConfig -> TrainResult
+def _train(cfg: TrainConfig) -> TrainResult:
     """``train``; a process of a multi-process run that fails prints its error and leaves
     at once, so the others see it gone (JAX's exit handler would wait for them)."""
     from edgeclf.train import cluster, train

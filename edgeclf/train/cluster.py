@@ -22,8 +22,9 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from edgeclf.errors import ConfigError, EdgeclfError, RunError
 
