@@ -189,3 +189,27 @@ def test_bad_usage_exits_2(tmp_path, monkeypatch, args, message):
     result = CliRunner().invoke(app, ["train", str(tmp_path), "--out", str(tmp_path), *args])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+def test_the_shards_of_each_batch_are_the_batch_of_one_process():
+    from edgeclf.data.loader import BatchLoader
+    from edgeclf.errors import ConfigError
+
+    images = np.random.default_rng(0).integers(0, 255, (40, 4, 4, 3), dtype=np.uint8)
+    rows, labels = np.arange(3, 39), np.arange(36) % 3
+
+    def loader(**kw: object) -> BatchLoader:
+        return BatchLoader(images, rows, labels, batch_size=8, shuffle=True,
+                           drop_remainder=True, workers=1, seed=3, **kw)
+
+    one, halves = loader(), [loader(shard=(i, 2)) for i in range(2)]
+    for epoch in (0, 1):
+        batches = [list(h.epoch(epoch)) for h in halves]
+        assert len(batches[0]) == len(batches[1]) == len(one) == 4
+        for whole, a, b in zip(one.epoch(epoch), *batches):
+            assert a.n == b.n == 4
+            np.testing.assert_array_equal(np.concatenate([a.x, b.x]), whole.x)
+            np.testing.assert_array_equal(np.concatenate([a.y, b.y]), whole.y)
+        assert not set(halves[0].rows_of_epoch(epoch)) & set(halves[1].rows_of_epoch(epoch))
+    with pytest.raises(ConfigError, match="multiple of the 3 processes"):
+        loader(shard=(0, 3))
