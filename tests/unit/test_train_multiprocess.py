@@ -25,10 +25,19 @@ from edgeclf.cli import app
 
 pytest.importorskip("jax")
 
-#: Process 1 runs under an audit hook that fails the run on any write into the run folder.
+#: Process 1 runs under an audit hook that fails the run on any write into the run folder,
+#: with TensorFlow made unimportable (the JAX path never needs it).
 NO_WRITES = textwrap.dedent("""
-    import os, sys
+    import importlib.abc, os, sys
     run_dir = os.path.realpath(sys.argv.pop(1))
+
+    class BlockTensorFlow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ImportError("tensorflow is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, BlockTensorFlow())
 
     def hook(event, args):
         if event in ("open", "os.rename", "os.replace", "os.remove", "os.mkdir"):
