@@ -94,7 +94,10 @@ def write(result: dict, stem: Path) -> None:
     diff = 100 * abs(rows[0]["val_accuracy"] - rows[1]["val_accuracy"])
     lines += ["", (f"Val accuracy difference: {diff:.2f} points (goal: within 1 point; "
                    f"{rows[0]['val_n']} val images, one image = "
-                   f"{100 / rows[0]['val_n']:.2f} points)."), "", "Commands:", ""]
+                   f"{100 / rows[0]['val_n']:.2f} points)."), "",
+              ("train s and img/s are metrics.json's: the epochs' time, XLA compilation of "
+               "the train step included; wall s is the whole command (start-up, decoding, "
+               "evaluation, report), for 2 processes until both ended."), "", "Commands:", ""]
     lines += [f"    {c}" for r in rows for c in r["commands"]]
     lines += ["", f"Script: `python benchmarks/train_multiprocess.py {result['argv']}`", ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
