@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import traceback
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn)
 
-from .common import (JsonOption, comma_list, console, err_console, esc, handle_errors, next_step,
-                     print_json, refresh_report, table)
+from edgeclf.errors import ConfigError, EdgeclfError
+
+from .common import (EXIT_FAILED, EXIT_USAGE, JsonOption, comma_list, console, err_console, esc,
+                     handle_errors, next_step, print_error, print_json, refresh_report, table)
+
+if TYPE_CHECKING:
+    from edgeclf.train import TrainConfig, TrainResult
 
 _H = "Training"
 
@@ -155,6 +161,16 @@ def register(app: typer.Typer) -> None:
                                            "[$EDGECLF_CACHE_BUDGET or no cap].",
                                            panel="Runtime"),
         steps_per_epoch: Optional[int] = _opt(None, "--steps-per-epoch", panel="Runtime"),
+        num_processes: Optional[int] = _opt(None, "--num-processes", help="Processes "
+                                            "training together, data parallel on JAX (one "
+                                            "per host or GPU) [$JAX_NUM_PROCESSES or 1].",
+                                            panel="Across processes"),
+        process_id: Optional[int] = _opt(None, "--process-id", help="This process: 0 .. "
+                                         "N-1; 0 writes the run [$JAX_PROCESS_ID].",
+                                         panel="Across processes"),
+        coordinator: Optional[str] = _opt(None, "--coordinator", help="HOST:PORT of "
+                                          "process 0 [$JAX_COORDINATOR_ADDRESS].",
+                                          panel="Across processes"),
         resume: bool = typer.Option(False, "--resume", help="Continue the run from its last "
                                     "completed epoch.", rich_help_panel="Runtime"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run.",
@@ -169,20 +185,41 @@ def register(app: typer.Typer) -> None:
             flags["ensemble"] = comma_list(ensemble) or ()
         if backend:
             os.environ["KERAS_BACKEND"] = backend       # before Keras is imported
-        from edgeclf.train import TrainConfig, train
+        from edgeclf.train import TrainConfig
 
         flags["resume"], flags["overwrite"] = resume or None, overwrite or None
         cfg = (TrainConfig.from_file(config, **flags) if config else
                TrainConfig.from_dict({}, **flags))
         if cfg.resume and cfg.data_dir is None:
             cfg = _with_saved_data_dir(cfg)
-        result = train(cfg, progress=ProgressView())
+        result = _train(cfg)
+        if result.process_id:
+            err_console.print(f"process {result.process_id} of {result.num_processes} done; "
+                              "process 0 wrote the run", highlight=False)
+            return
         refresh_report(result.run_dir)
         if as_json:
             print_json({"run_dir": str(result.run_dir), "metrics": result.metrics})
         else:
             print_metrics(result)
         next_step(f"edgeclf export {result.run_dir} --format onnx")
+
+
+def _train(cfg: TrainConfig) -> TrainResult:
+    """``train``; a process of a multi-process run that fails prints its error and leaves
+    at once, so the others see it gone (JAX's exit handler would wait for them)."""
+    from edgeclf.train import cluster, train
+
+    try:
+        return train(cfg, progress=ProgressView())
+    except Exception as e:
+        if cluster.started() is None:
+            raise
+        if isinstance(e, EdgeclfError):
+            print_error(e)
+        else:
+            traceback.print_exc()
+        cluster.abandon(EXIT_USAGE if isinstance(e, ConfigError) else EXIT_FAILED)
 
 
 def _with_saved_data_dir(cfg):  # noqa: ANN001, ANN202

@@ -61,6 +61,9 @@ class BatchLoader:
     ``drop_remainder`` (training) keeps every batch the same shape; ``pad`` (evaluation)
     pads the last batch to ``batch_size`` by repeating its last row and reports the real
     count in :attr:`Batch.n` — fixed shapes mean one compile per phase on JAX/XLA.
+    ``shard=(i, n)``: this process reads only the i-th of n equal slices of each batch (the
+    batches themselves, their order and count, are those of one process), augmented with
+    its own random stream.
     """
 
     def __init__(self, images: np.ndarray, indices: np.ndarray | list[int],
@@ -68,7 +71,7 @@ class BatchLoader:
                  augment: AugmentConfig | None = None, drop_remainder: bool = False,
                  pad: bool = False, workers: int | None = None, prefetch: int | None = None,
                  seed: int = 0, max_batches: int | None = None,
-                 processes: bool | None = None) -> None:
+                 processes: bool | None = None, shard: tuple[int, int] = (0, 1)) -> None:
         self.images = images
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int32)
@@ -83,6 +86,12 @@ class BatchLoader:
         self.prefetch = int(prefetch or max(2, 2 * self.workers))
         self.seed = int(seed)
         self.max_batches = max_batches
+        self.shard_index, self.shard_count = (int(v) for v in shard)
+        if not 0 <= self.shard_index < self.shard_count:
+            raise ConfigError(f"loader: shard {shard} is not (index, count) with index < count")
+        if self.shard_count > 1 and self.batch_size % self.shard_count:
+            raise ConfigError(f"batch size {batch_size} must be a multiple of the "
+                              f"{self.shard_count} processes sharing each batch")
         self.stats = LoaderStats()
         # augmenting loaders over a memmapped cache use worker processes (see procring)
         # when there are enough workers for the GIL to matter, or when asked to
@@ -120,7 +129,7 @@ class BatchLoader:
         y = self.labels[rows]
         n = len(rows)
         if self.augment is not None:
-            rng = np.random.default_rng([self.seed, epoch, b, 7])
+            rng = np.random.default_rng(self._rng_key(epoch, b))
             x = augment_batch(raw, self.augment, rng)
         else:
             x = raw.astype(np.float32)
@@ -130,10 +139,23 @@ class BatchLoader:
             y = np.concatenate([y, np.repeat(y[-1:], extra)])
         return Batch(x=x, y=y, n=n)
 
+    def _rng_key(self, epoch: int, b: int) -> list[int]:
+        key = [self.seed, epoch, b, 7]
+        return key + [self.shard_index] if self.shard_count > 1 else key
+
     def _slices(self, epoch: int) -> list[np.ndarray]:
         order = self._order(epoch)
         bs = self.batch_size
-        return [order[i * bs:(i + 1) * bs] for i in range(len(self))]
+        slices = [order[i * bs:(i + 1) * bs] for i in range(len(self))]
+        if self.shard_count == 1:
+            return slices
+        i, n = self.shard_index, self.shard_count
+        return [rows[i * (len(rows) // n):(i + 1) * (len(rows) // n)] for rows in slices]
+
+    def rows_of_epoch(self, epoch: int) -> np.ndarray:
+        """The cache rows this loader (this shard) reads in ``epoch``, in order."""
+        slices = self._slices(epoch)
+        return self.indices[np.concatenate(slices)] if slices else self.indices[:0]
 
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
         """Yield the batches of one epoch, prepared in the background."""
@@ -220,7 +242,7 @@ class BatchLoader:
                 if slot is None:
                     return
                 fut = ring.submit(slot, self.indices[rows], self.augment,
-                                  [self.seed, epoch, b, 7])
+                                  self._rng_key(epoch, b))
                 pending.put((fut, slot, rows))
             pending.put(None)
 

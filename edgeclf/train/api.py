@@ -8,6 +8,7 @@ validation accuracy across both phases; test metrics come from it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -16,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 
-from edgeclf.errors import RunError
+from edgeclf.errors import ConfigError, RunError
 from edgeclf.fsutil import read_json, write_json
 from edgeclf.metrics import split_metrics
 from edgeclf.run import RunPaths, run_lock
 from edgeclf.runtime.contract import Contract
 
+from . import cluster
 from .config import DEFAULT_UNFREEZE_FRACTION, TrainConfig
 from .fast import Fast, cached_predictions, choose_plan, phase1_cached, phase2_cut
 from .loop import (Progress, ProgressEvent, Session, TrainState, predict, read_history,
@@ -30,7 +32,7 @@ from .model import (backbones_of, build_model, load_checkpoint, parse_unfreeze,
                     unfreeze)
 from .optim import compile_model, make_optimizer, make_schedule
 from .plan import Plan, plan_fixed
-from .setup import (RunData, class_weights, make_loaders, prepare, resume_config,
+from .setup import (RunData, class_weights, make_loaders, prepare_run, resume_config,
                     select_backend, setup_devices, write_run_files)
 from .tblog import ScalarWriter
 
@@ -55,21 +57,29 @@ class TrainResult:
     phase2_val_accuracy: float | None
     history: list[dict]
     checkpoint: Path
+    process_id: int = 0            # of a multi-process run (only process 0 wrote the run)
+    num_processes: int = 1
 
 
 def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Train one run. With ``num_processes > 1`` every process calls this with the same
+    config but its own ``process_id`` (see :mod:`edgeclf.train.cluster`)."""
     cfg = config.resolve()
     select_backend(cfg.backend)
-    paths = RunPaths(Path(cfg.out) / cfg.name)
-    if cfg.resume:
-        paths.require()
-        cfg = resume_config(paths, cfg)
-    elif paths.run_json.is_file() and not cfg.overwrite:
-        raise RunError(f"{paths.root} already holds a run; pass --resume to continue it, "
-                       "--overwrite to replace it, or another --name")
-    started = time.perf_counter()
-    with run_lock(paths):
-        result = _train_locked(cfg, paths, progress, started)
+    group = cfg.process_group()
+    cluster.start(group)
+    with cluster.guard():
+        paths = RunPaths(Path(cfg.out) / cfg.name)
+        if cfg.resume:
+            paths.require()
+            cfg = resume_config(paths, cfg)
+        elif paths.run_json.is_file() and not cfg.overwrite:
+            raise RunError(f"{paths.root} already holds a run; pass --resume to continue it, "
+                           "--overwrite to replace it, or another --name")
+        cluster.barrier("checked")          # every process looked before process 0 writes
+        started = time.perf_counter()
+        with run_lock(paths) if group.main else contextlib.nullcontext():
+            result = _train_locked(cfg, paths, progress, started)
     return result
 
 
@@ -91,11 +101,13 @@ def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None,
     n_devices, batch_size = setup_devices(cfg.batch_size)
     contract = Contract(size=(cfg.image_size, cfg.image_size), resize=cfg.resize,
                         interpolation=cfg.interpolation)
+    group = cfg.process_group()
     _emit(progress, f"decoding {cfg.data_dir} at {cfg.image_size}px")
-    data = prepare(cfg, contract, paths.split if cfg.resume else None)
+    data = prepare_run(cfg, contract, paths)
     _flag_classes(progress, data)
     _emit(progress, f"building {cfg.backbone} ({cfg.weights} weights) on {cfg.backend}, "
-                    f"{n_devices} device(s)")
+                    f"{n_devices} device(s)" + (f" of {group.num_processes} processes "
+                                                f"({group.describe()})" if group.multi else ""))
     model = build_model(cfg.members(), len(data.classes), image_size=cfg.image_size,
                         weights=cfg.weights, head=cfg.head, dropout=cfg.dropout,
                         mixed_precision=cfg.mixed_precision)
@@ -105,7 +117,13 @@ def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None,
     else:
         plan, engines = choose_plan(cfg, model, data, elapsed=time.perf_counter() - started,
                                     accelerator=_accelerator())
-        write_run_files(paths, cfg, data, contract, extra={"strategy_choice": plan.to_dict()})
+        if group.main:
+            write_run_files(paths, cfg, data, contract, extra={
+                "strategy_choice": plan.to_dict(),
+                **({"processes": group.num_processes} if group.multi else {})})
+    if group.multi and (plan.cached or plan.strategy == "cut-fine-tune"):
+        raise ConfigError(f"{paths.root} trains with strategy {plan.strategy}, which runs in "
+                          "one process: resume it without --num-processes")
     _emit(progress, f"strategy {plan.strategy}: {plan.reason}")
     state = TrainState.load(paths) if cfg.resume else TrainState()
     images_phase2 = plan.strategy != "cut-fine-tune" and plan.epochs > 0
@@ -119,7 +137,8 @@ def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None,
                    num_classes=len(data.classes), state=state, patience=cfg.patience,
                    class_weights=weights, progress=progress,
                    history=read_history(paths, state.global_epoch) if cfg.resume else [],
-                   writer=ScalarWriter(paths.logs))
+                   writer=ScalarWriter(paths.logs) if group.main else None,
+                   main=group.main, processes=group.num_processes)
     fast = Fast(plan=plan)
     try:
         if cfg.resume and plan.cached and not (state.phase1_done and images_phase2):
@@ -216,7 +235,7 @@ def _phase1(sess: Session, cfg: TrainConfig, data: RunData, fast: Fast,
         run_phase(sess, 1, epochs)
     st.phase1_done = True
     st.phase, st.epoch, st.bad_epochs = 2, 0, 0
-    st.save(sess.paths)
+    sess.save_state()
 
 
 def _train_from_scratch(model: Any) -> None:
@@ -293,8 +312,10 @@ def _finish(sess: Session, cfg: TrainConfig, data: RunData, val_l: Any, test_l: 
                "backend": cfg.backend, "image_size": cfg.image_size,
                "strategy": plan.strategy, "strategy_reason": plan.reason,
                **({"cut": plan.cut, "views": plan.views} if plan.cut else {}),
+               **({"processes": sess.processes} if sess.processes > 1 else {}),
                **st.notes}
-    write_json(sess.paths.metrics, metrics)
+    if sess.main:
+        write_json(sess.paths.metrics, metrics)
     if sess.progress is not None:
         sess.progress(ProgressEvent("done", logs=metrics))
     return TrainResult(run_dir=sess.paths.root, metrics=metrics,
@@ -303,7 +324,9 @@ def _finish(sess: Session, cfg: TrainConfig, data: RunData, val_l: Any, test_l: 
                        best_epoch=st.best_epoch, best_phase=st.best_phase,
                        phase1_val_accuracy=st.phase1_val,
                        phase2_val_accuracy=st.phase2_val if st.phase2_val >= 0 else None,
-                       history=list(sess.history), checkpoint=sess.paths.best)
+                       history=list(sess.history), checkpoint=sess.paths.best,
+                       process_id=cfg.process_group().process_id,
+                       num_processes=sess.processes)
 
 
 __all__ = ["train", "TrainResult", "save_model"]

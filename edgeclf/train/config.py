@@ -20,6 +20,8 @@ from edgeclf.data.augment import AugmentConfig
 from edgeclf.data.budget import parse_size
 from edgeclf.errors import ConfigError
 
+from .cluster import ProcessGroup, process_group
+
 STRATEGIES = ("auto", "fine-tune", "linear-probe", "cut-fine-tune")
 HEADS = ("linear", "mlp")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adadelta", "adagrad")
@@ -37,7 +39,9 @@ DEFAULT_TIME_BUDGET = 600.0
 #: Fraction of the backbone's layers unfrozen in phase 2 when ``unfreeze`` is not given.
 DEFAULT_UNFREEZE_FRACTION = 0.5
 #: Keys that are not part of a run's identity (never saved as the run's config).
-_TRANSIENT = ("resume", "overwrite")
+_TRANSIENT = ("resume", "overwrite", "num_processes", "process_id", "coordinator")
+#: Strategies that run in one process (their features are cached by that process).
+SINGLE_PROCESS_STRATEGIES = ("linear-probe", "cut-fine-tune")
 
 _AUG = AugmentConfig()
 
@@ -89,6 +93,9 @@ class TrainConfig:
     time_budget: float | None = None
     resume: bool = False
     overwrite: bool = False
+    num_processes: int | None = None     # None: $JAX_NUM_PROCESSES or 1 (edgeclf.train.cluster)
+    process_id: int | None = None        # None: $JAX_PROCESS_ID or 0
+    coordinator: str | None = None       # HOST:PORT; None: $JAX_COORDINATOR_ADDRESS
 
     def __post_init__(self) -> None:
         if self.ensemble is not None:
@@ -123,6 +130,10 @@ class TrainConfig:
         self.augmentation()  # validates the ranges
         if self.cache_budget is not None:
             parse_size(str(self.cache_budget))
+        self.process_group()       # validates --num-processes, --process-id, --coordinator
+
+    def process_group(self) -> ProcessGroup:
+        return process_group(self.num_processes, self.process_id, self.coordinator)
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -143,7 +154,15 @@ class TrainConfig:
     def resolve(self) -> "TrainConfig":
         """Fill every ``None`` with the backbone's or the strategy's default."""
         spec = self.spec
-        probe = self.strategy != "fine-tune"      # auto on a CPU starts with the probe
+        group = self.process_group()
+        strategy = self.strategy
+        if group.multi:
+            if strategy in SINGLE_PROCESS_STRATEGIES:
+                raise ConfigError(f"--strategy {strategy} runs in one process; use "
+                                  "--strategy fine-tune (auto's choice across processes) with "
+                                  f"--num-processes {group.num_processes}")
+            strategy = "fine-tune"
+        probe = strategy != "fine-tune"      # auto on a CPU starts with the probe
         size = self.image_size or (spec.default_size if spec.name != "ensemble" else
                                    max(m.default_size for m in self.members()))
         lr = self.lr or {"sgd": 1e-2, "adadelta": 1.0, "adagrad": 1e-2}.get(self.optimizer,
@@ -155,11 +174,11 @@ class TrainConfig:
                                                                    else 0.2),
             epochs=self.epochs if self.epochs is not None else (100 if probe else 10),
             fine_tune_epochs=self.fine_tune_epochs if self.fine_tune_epochs is not None else
-            {"linear-probe": 0, "fine-tune": DEFAULT_FINE_TUNE_EPOCHS}.get(self.strategy),
+            {"linear-probe": 0, "fine-tune": DEFAULT_FINE_TUNE_EPOCHS}.get(strategy),
             time_budget=self.time_budget or DEFAULT_TIME_BUDGET,
             lr=lr, fine_tune_lr=self.fine_tune_lr or lr / 10,
             weight_decay=self.weight_decay if self.weight_decay is not None else 1e-4,
-            backend=self.backend or _env_backend(),
+            backend=_backend(self.backend, group), strategy=strategy,
             name=self.name or _default_name(spec.name, self.data_dir))
 
     def to_dict(self) -> dict:
@@ -240,9 +259,20 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def _env_backend() -> str:
-    env = os.environ.get("KERAS_BACKEND", "tensorflow")
-    return env if env in BACKENDS else "tensorflow"
+def _env_backend(default: str = "tensorflow") -> str:
+    env = os.environ.get("KERAS_BACKEND", default)
+    return env if env in BACKENDS else default
+
+
+def _backend(requested: str | None, group: ProcessGroup) -> str:
+    """The requested backend, else $KERAS_BACKEND, else tensorflow (jax across processes:
+    the only engine that trains across them)."""
+    backend = requested or _env_backend("jax" if group.multi else "tensorflow")
+    if group.multi and backend != "jax":
+        raise ConfigError(f"--num-processes {group.num_processes} trains with Keras's "
+                          f"distribution API on JAX; --backend {backend} cannot (use "
+                          "--backend jax)")
+    return backend
 
 
 def _default_name(backbone: str, data_dir: str | None) -> str:

@@ -9,6 +9,7 @@ killed run continues from its last completed epoch with its optimizer state.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import shutil
@@ -23,6 +24,7 @@ from edgeclf.fsutil import atomic_path, read_json, write_json, write_text
 from edgeclf.metrics import cross_entropy
 from edgeclf.run import RunPaths
 
+from . import cluster
 from .optim import current_lr
 from .tblog import ScalarWriter
 
@@ -93,10 +95,18 @@ class Session:
     writer: ScalarWriter | None = None
     #: What ``last.keras``/``best.keras`` hold when ``model`` trains only part of it.
     checkpoint_model: Any = None
+    #: Whether this process writes the run (process 0 of a multi-process run), and how
+    #: many processes share each batch.
+    main: bool = True
+    processes: int = 1
 
     def emit(self, event: ProgressEvent) -> None:
         if self.progress is not None:
             self.progress(event)
+
+    def save_state(self) -> None:
+        if self.main:
+            self.state.save(self.paths)
 
 
 def one_hot(labels: np.ndarray, n: int) -> np.ndarray:
@@ -126,13 +136,16 @@ def train_epoch(sess: Session, phase: int, epoch: int, epochs: int) -> dict:
     t0 = time.perf_counter()
     loss_sum = acc_sum = 0.0
     seen = 0
+    if sess.processes > 1:
+        _log_shard(sess, phase, epoch)
     for b, batch in enumerate(loader.epoch(sess.state.global_epoch)):
         y = one_hot(batch.y, sess.num_classes)
         sw = sess.class_weights[batch.y] if sess.class_weights is not None else None
         logs = model.train_on_batch(batch.x, y, sample_weight=sw, return_dict=True)
-        loss_sum += float(logs["loss"]) * batch.n
-        acc_sum += float(logs.get("accuracy", logs.get("categorical_accuracy", 0.0))) * batch.n
-        seen += batch.n
+        n = batch.n * sess.processes            # the loss and accuracy are the global batch's
+        loss_sum += float(logs["loss"]) * n
+        acc_sum += float(logs.get("accuracy", logs.get("categorical_accuracy", 0.0))) * n
+        seen += n
         sess.emit(ProgressEvent("step", phase=phase, epoch=epoch + 1, epochs=epochs,
                                 step=b + 1, steps=steps,
                                 logs={"loss": loss_sum / seen, "accuracy": acc_sum / seen}))
@@ -141,6 +154,15 @@ def train_epoch(sess: Session, phase: int, epoch: int, epochs: int) -> dict:
             "seconds": seconds, "images": seen,
             "images_per_second": seen / seconds if seconds else 0.0,
             "input_wait": loader.stats.wait_seconds / seconds if seconds else 0.0}
+
+
+def _log_shard(sess: Session, phase: int, epoch: int) -> None:
+    """Which training images this process reads this epoch (a digest: processes differ)."""
+    rows = sess.train.rows_of_epoch(sess.state.global_epoch)
+    digest = hashlib.sha256(np.ascontiguousarray(rows, np.int64).tobytes()).hexdigest()[:16]
+    log.info("process %d of %d, phase %d epoch %d: its shard is %d training image(s), "
+             "rows sha256 %s", sess.train.shard_index, sess.processes, phase, epoch + 1,
+             len(rows), digest)
 
 
 def validate(sess: Session) -> tuple[float, float]:
@@ -184,24 +206,28 @@ def run_phase(sess: Session, phase: int, epochs: int) -> None:
 
 def save_epoch(sess: Session, record: dict, improved: bool) -> None:
     """last.keras (with optimizer state), best.keras, history.csv, TensorBoard, then the
-    resume state — in that order, so state.json never points past a saved checkpoint."""
+    resume state — in that order, so state.json never points past a saved checkpoint.
+    Only process 0 of a multi-process run writes; the others wait for it (they read
+    best.keras next)."""
     paths = sess.paths
-    save_model(sess.checkpoint_model if sess.checkpoint_model is not None else sess.model,
-               paths.last)
-    if improved:
-        with atomic_path(paths.best) as tmp:
-            shutil.copyfile(paths.last, tmp)
     sess.history.append(record)
-    write_history(paths, sess.history)
-    if sess.writer is not None:
-        sess.writer.scalars(record["epoch"], {k: record[k] for k in
-                                              ("loss", "accuracy", "val_loss", "val_accuracy",
-                                               "lr", "images_per_second")})
-    sess.state.save(paths)
+    if sess.main:
+        save_model(sess.checkpoint_model if sess.checkpoint_model is not None else sess.model,
+                   paths.last)
+        if improved:
+            with atomic_path(paths.best) as tmp:
+                shutil.copyfile(paths.last, tmp)
+        write_history(paths, sess.history)
+        if sess.writer is not None:
+            sess.writer.scalars(record["epoch"], {k: record[k] for k in
+                                                  ("loss", "accuracy", "val_loss",
+                                                   "val_accuracy", "lr", "images_per_second")})
+        sess.save_state()
+    cluster.barrier(f"epoch {record['epoch']} saved")
 
 
 def save_model(model: Any, path: Any) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, cluster.without_distribution():
         model.save(tmp)
 
 

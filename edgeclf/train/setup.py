@@ -25,6 +25,7 @@ from edgeclf.machine import distribution_version
 from edgeclf.run import RunPaths
 from edgeclf.runtime.contract import Contract
 
+from . import cluster
 from .config import IMBALANCE_RATIO, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ def select_backend(name: str) -> None:
 
 
 def setup_devices(batch_size: int) -> tuple[int, int]:
-    """Data parallelism over every visible device (JAX); returns (devices, batch size)."""
+    """Data parallelism over every device (JAX), those of every process of a multi-process
+    run included; returns (devices, batch size). ``batch_size`` is the global batch: each
+    process feeds its share of it."""
     import keras
 
     devices = keras.distribution.list_devices()
@@ -53,8 +56,8 @@ def setup_devices(batch_size: int) -> tuple[int, int]:
     if n <= 1 or keras.backend.backend() != "jax":
         return max(n, 1), batch_size
     if batch_size % n:
-        raise ConfigError(f"--batch-size {batch_size} must be a multiple of the {n} visible "
-                          "devices for data parallelism")
+        raise ConfigError(f"--batch-size {batch_size} must be a multiple of the {n} "
+                          "devices (of every process) for data parallelism")
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     log.info("data parallel over %d devices (%s)", n, ", ".join(str(d) for d in devices))
     return n, batch_size
@@ -108,6 +111,29 @@ def prepare(cfg: TrainConfig, contract: Contract, split_file: Path | None,
                    report=report, split=split, rows=rows, labels=labels)
 
 
+def prepare_run(cfg: TrainConfig, contract: Contract, paths: RunPaths,
+                progress: Callable[[int, int], None] | None = None) -> RunData:
+    """:func:`prepare` for this process. Across processes, process 0 goes first and writes
+    ``split.json``; the others then decode (reusing a cache on a shared disk) and take
+    the split it wrote, so every process trains on the same rows."""
+    group = cfg.process_group()
+    if not group.multi:
+        return prepare(cfg, contract, paths.split if cfg.resume else None, progress)
+
+    def turn() -> RunData:
+        if group.main:
+            data = prepare(cfg, contract, paths.split if cfg.resume else None, progress)
+            data.split.write(paths.split)
+            return data
+        if not paths.split.is_file():
+            raise RunError(f"{group.describe()} cannot see {paths.split}, written by process "
+                           "0: --out must be a folder every process sees (a filesystem "
+                           "shared by every host)")
+        return prepare(cfg, contract, paths.split, progress)
+
+    return cluster.in_turn("prepare", turn)
+
+
 def open_cache(cfg: TrainConfig, dataset: Any, contract: Contract,
                progress: Callable[[int, int], None] | None) -> DecodeCache:
     """The decode cache, or streamed images when it is over budget or cannot be written
@@ -131,11 +157,16 @@ def open_cache(cfg: TrainConfig, dataset: Any, contract: Contract,
 
 def make_loaders(cfg: TrainConfig, data: RunData, batch_size: int,
                  augment: bool) -> tuple[BatchLoader, BatchLoader, BatchLoader]:
+    """Training batches (each process of a multi-process run reads its slice of every
+    global batch); val and test in full on every process, so each computes the same
+    metrics and early stopping agrees without a word between them."""
     images = data.cache.images
+    group = cfg.process_group()
     train = BatchLoader(images, data.rows["train"], data.labels["train"],
                         batch_size=batch_size, shuffle=True, drop_remainder=True,
                         augment=cfg.augmentation() if augment else None,
-                        workers=cfg.workers, seed=cfg.seed, max_batches=cfg.steps_per_epoch)
+                        workers=cfg.workers, seed=cfg.seed, max_batches=cfg.steps_per_epoch,
+                        shard=(group.process_id, group.num_processes))
     val = BatchLoader(images, data.rows["val"], data.labels["val"], batch_size=batch_size,
                       pad=True, workers=cfg.workers)
     test = BatchLoader(images, data.rows["test"], data.labels["test"],
@@ -201,4 +232,6 @@ def resume_config(paths: RunPaths, cfg: TrainConfig) -> TrainConfig:
                     "option(s): %s", paths.root, ", ".join(changed))
     return dataclasses.replace(resumed, resume=True, workers=cfg.workers,
                                cache_budget=cfg.cache_budget,
-                               data_dir=cfg.data_dir or resumed.data_dir)
+                               data_dir=cfg.data_dir or resumed.data_dir,
+                               num_processes=cfg.num_processes, process_id=cfg.process_id,
+                               coordinator=cfg.coordinator)
