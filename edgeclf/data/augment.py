@@ -10,6 +10,7 @@ the plain network.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -91,15 +92,28 @@ def augment_image(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
     return img
 
 
-def augment_batch(images: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
+def image_rngs(key: Sequence[int], first: int, n: int) -> list[np.random.Generator]:
+    """One random stream per image: image ``first + k`` of the batch keyed ``key``. An image's
+    augmentation then depends only on the batch and its place in it, not on which images are
+    augmented beside it (a process augmenting its slice of a global batch draws what one
+    process augmenting the whole batch draws)."""
+    return [np.random.default_rng([*key, first + k]) for k in range(n)]
+
+
+def augment_batch(images: np.ndarray, cfg: AugmentConfig,
+                  rng: np.random.Generator | Sequence[np.random.Generator],
                   out: np.ndarray | None = None) -> np.ndarray:
-    """Augment a uint8 (B, H, W, 3) batch into float32 (values stay 0..255)."""
+    """Augment a uint8 (B, H, W, 3) batch into float32 (values stay 0..255); ``rng`` is one
+    stream for the batch or one per image (:func:`image_rngs`)."""
     if out is None:
         out = np.empty(images.shape, np.float32)
+    per_image = not isinstance(rng, np.random.Generator)
     for i in range(len(images)):
-        out[i] = augment_image(images[i], cfg, rng)
+        out[i] = augment_image(images[i], cfg, rng[i] if per_image else rng)
     if cfg.channel_shift:
-        shift = rng.uniform(-cfg.channel_shift, cfg.channel_shift, (len(images), 1, 1, 3))
+        c = cfg.channel_shift
+        shift = (np.stack([r.uniform(-c, c, (1, 1, 3)) for r in rng]) if per_image
+                 else rng.uniform(-c, c, (len(images), 1, 1, 3)))
         out += shift.astype(np.float32)
         np.clip(out, 0, 255, out=out)
     return out

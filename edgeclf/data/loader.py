@@ -22,7 +22,7 @@ import numpy as np
 
 from edgeclf.errors import ConfigError
 
-from .augment import AugmentConfig, augment_batch
+from .augment import AugmentConfig, augment_batch, image_rngs
 from .procring import ProcessRing, memmap_source, read_rows
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,8 @@ class BatchLoader:
         y = self.labels[rows]
         n = len(rows)
         if self.augment is not None:
-            rng = np.random.default_rng(self._rng_key(epoch, b))
-            x = augment_batch(raw, self.augment, rng)
+            key, first = self._rng_key(epoch, b, n)
+            x = augment_batch(raw, self.augment, image_rngs(key, first, n))
         else:
             x = raw.astype(np.float32)
         if self.pad and n < self.batch_size:
@@ -139,9 +139,12 @@ class BatchLoader:
             y = np.concatenate([y, np.repeat(y[-1:], extra)])
         return Batch(x=x, y=y, n=n)
 
-    def _rng_key(self, epoch: int, b: int) -> list[int]:
-        key = [self.seed, epoch, b, 7]
-        return key + [self.shard_index] if self.shard_count > 1 else key
+    def _rng_key(self, epoch: int, b: int, n: int) -> tuple[list[int], int]:
+        """Batch ``b``'s key and the place in it of this shard's first image (``n`` images
+        per shard): every image has its own stream (:func:`~edgeclf.data.augment.image_rngs`),
+        so the slices of several processes are augmented exactly as one process augments
+        the whole batch."""
+        return [self.seed, epoch, b, 7], self.shard_index * n
 
     def _slices(self, epoch: int) -> list[np.ndarray]:
         order = self._order(epoch)
@@ -242,7 +245,7 @@ class BatchLoader:
                 if slot is None:
                     return
                 fut = ring.submit(slot, self.indices[rows], self.augment,
-                                  self._rng_key(epoch, b))
+                                  self._rng_key(epoch, b, len(rows)))
                 pending.put((fut, slot, rows))
             pending.put(None)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .augment import AugmentConfig, augment_batch
+from .augment import AugmentConfig, augment_batch, image_rngs
 from .store import open_source, source_spec
 
 RING_FILE = "ring.f32"
@@ -52,12 +52,14 @@ def read_rows(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return raw
 
 
-def _fill(slot: int, idx: np.ndarray, cfg: dict, seed: list[int]) -> int:
+def _fill(slot: int, idx: np.ndarray, cfg: dict, seed: tuple[list[int], int]) -> int:
     """Worker: augment rows ``idx`` of the cache into ring slot ``slot`` (as the thread
-    loader would: same row order, same random stream)."""
+    loader would: same row order, same per-image random streams, ``seed`` = (the batch's
+    key, the first image's place in the batch))."""
     assert _images is not None and _ring is not None
-    augment_batch(read_rows(_images, idx), AugmentConfig(**cfg), np.random.default_rng(seed),
-                  out=_ring[slot, :len(idx)])
+    key, first = seed
+    augment_batch(read_rows(_images, idx), AugmentConfig(**cfg),
+                  image_rngs(key, first, len(idx)), out=_ring[slot, :len(idx)])
     return len(idx)
 
 
@@ -96,7 +98,8 @@ class ProcessRing:
                                         initargs=(source, (str(path), shape)))
         self._finalizer = weakref.finalize(self, _close, self.pool, self.folder)
 
-    def submit(self, slot: int, idx: np.ndarray, cfg: AugmentConfig, seed: list[int]):  # noqa: ANN201
+    def submit(self, slot: int, idx: np.ndarray, cfg: AugmentConfig,  # noqa: ANN201
+               seed: tuple[list[int], int]):
         return self.pool.submit(_fill, slot, idx, cfg.to_dict(), seed)
 
     def close(self) -> None:

@@ -200,16 +200,21 @@ def test_bad_usage_exits_2(tmp_path, monkeypatch, args, message):
     assert message in " ".join(result.output.split())
 
 
-def test_the_shards_of_each_batch_are_the_batch_of_one_process():
+@pytest.mark.parametrize("augmented", [False, True])
+def test_the_shards_of_each_batch_are_the_batch_of_one_process(augmented):
+    """Augmented too: every image has its own random stream, so two processes' slices are
+    augmented exactly as one process augments the whole batch (same training either way)."""
+    from edgeclf.data.augment import AugmentConfig
     from edgeclf.data.loader import BatchLoader
     from edgeclf.errors import ConfigError
 
-    images = np.random.default_rng(0).integers(0, 255, (40, 4, 4, 3), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 255, (40, 8, 8, 3), dtype=np.uint8)
     rows, labels = np.arange(3, 39), np.arange(36) % 3
 
     def loader(**kw: object) -> BatchLoader:
         return BatchLoader(images, rows, labels, batch_size=8, shuffle=True,
-                           drop_remainder=True, workers=1, seed=3, **kw)
+                           drop_remainder=True, workers=1, seed=3,
+                           augment=AugmentConfig() if augmented else None, **kw)
 
     one, halves = loader(), [loader(shard=(i, 2)) for i in range(2)]
     for epoch in (0, 1):
