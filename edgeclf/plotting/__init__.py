@@ -7,14 +7,21 @@ import math
 from typing import Any
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """A finite float, or ``None`` for anything else (strings like "0.9" are accepted;
+    booleans are not numbers here). Charts and the report read JSON files with it."""
     if isinstance(value, bool):
         return None
     try:
         f = float(value)
     except (TypeError, ValueError):
         return None
-    return f if math.isfinite(f) and f > 0 else None
+    return f if math.isfinite(f) else None
+
+
+def _number(value: Any) -> float | None:
+    f = finite_number(value)
+    return f if f is not None and f > 0 else None
 
 
 def latency_series(rows: list[dict]) -> tuple[dict[str, list[tuple[float, float]]], int | None]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from edgeclf.errors import EdgeclfError
+from edgeclf.plotting import finite_number
 
 #: Larger files are not parsed (a report must stay fast whatever a run holds).
 MAX_JSON_BYTES = 64 << 20
@@ -70,15 +70,7 @@ def as_dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def num(value: Any) -> float | None:
-    """A finite float, or ``None`` for anything else (strings like "0.9" are accepted)."""
-    if isinstance(value, bool):
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+num = finite_number      # a finite float, or None (the report reads JSON written by others)
 
 
 def fmt(value: Any, digits: int = 4) -> str:

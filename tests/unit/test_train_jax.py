@@ -13,16 +13,10 @@ import textwrap
 import numpy as np
 import pytest
 
-SCRIPT = textwrap.dedent("""
-    import importlib.abc, json, logging, sys
+from tests.fixtures.jax_only import BLOCK_TENSORFLOW
 
-    class BlockTensorFlow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "tensorflow" or name.startswith("tensorflow."):
-                raise ImportError("tensorflow is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTensorFlow())
+SCRIPT = BLOCK_TENSORFLOW + textwrap.dedent("""
+    import json, logging, sys
     logging.basicConfig(level=logging.INFO)
     import numpy as np
     from edgeclf.train import TrainConfig, load_checkpoint, train

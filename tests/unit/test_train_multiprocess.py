@@ -22,22 +22,15 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeclf.cli import app
+from tests.fixtures.jax_only import BLOCK_TENSORFLOW
 
 pytest.importorskip("jax")
 
 #: Process 1 runs under an audit hook that fails the run on any write into the run folder,
 #: with TensorFlow made unimportable (the JAX path never needs it).
-NO_WRITES = textwrap.dedent("""
-    import importlib.abc, os, sys
+NO_WRITES = BLOCK_TENSORFLOW + textwrap.dedent("""
+    import os, sys
     run_dir = os.path.realpath(sys.argv.pop(1))
-
-    class BlockTensorFlow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "tensorflow" or name.startswith("tensorflow."):
-                raise ImportError("tensorflow is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTensorFlow())
 
     def hook(event, args):
         if event in ("open", "os.rename", "os.replace", "os.remove", "os.mkdir"):
