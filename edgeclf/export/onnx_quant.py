@@ -37,9 +37,9 @@ def quantize_onnx(ctx: "ExportContext", src: Path, dst: Path, quantization: str)
     """Write the ``quantization`` variant of the float ONNX model ``src`` to ``dst``;
     return the options used (recorded in the manifest)."""
     if quantization == "int8":
-        recipe, why = choose_int8_recipe(ctx.onnx_int8)
-        log.info("ONNX int8 %s: %s", recipe.upper(), why)
         flags = cpu_flags()
+        recipe, why = choose_int8_recipe(ctx.onnx_int8, flags)
+        log.info("ONNX int8 %s: %s", recipe.upper(), why)
         if recipe == "u8s8" and "sse2" in flags and not has_fast_int8(flags):
             log.warning("ONNX int8 U8S8 on an x86 CPU without VNNI: onnxruntime's kernels "
                         "saturate here, so this CPU computes it less exactly than a VNNI or "
