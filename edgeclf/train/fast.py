@@ -271,7 +271,9 @@ def phase2_cut(fast: Fast, cfg: TrainConfig, model: Any, data: RunData,
     if st.epoch:            # resumed: the schedule continues (the moments start afresh)
         optimizer.build(cm.top.trainable_variables)
         optimizer.iterations.assign(steps * st.epoch)
-    run_phase(sess, 2, plan.epochs)
+    # no early stopping: the planned epochs fit the budget, each costs seconds, and the
+    # end of the cosine schedule is where the top usually does best
+    run_phase(sess, 2, plan.epochs, early_stopping=False)
 
 
 def cached_predictions(fast: Fast, best: Any, split: str) -> np.ndarray | None:

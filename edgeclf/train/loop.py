@@ -172,8 +172,9 @@ def validate(sess: Session) -> tuple[float, float]:
     return cross_entropy(probs, labels), float((probs.argmax(1) == labels).mean())
 
 
-def run_phase(sess: Session, phase: int, epochs: int) -> None:
-    """Train ``phase`` from ``state.epoch`` up to ``epochs``, checkpointing each epoch."""
+def run_phase(sess: Session, phase: int, epochs: int, *, early_stopping: bool = True) -> None:
+    """Train ``phase`` from ``state.epoch`` up to ``epochs``, checkpointing each epoch;
+    ``early_stopping`` False: every epoch runs (the best one is still kept)."""
     st = sess.state
     while st.epoch < epochs:
         row = train_epoch(sess, phase, st.epoch, epochs)
@@ -195,13 +196,21 @@ def run_phase(sess: Session, phase: int, epochs: int) -> None:
         else:
             st.bad_epochs += 1
         setattr(st, f"phase{phase}_val", max(getattr(st, f"phase{phase}_val"), score))
-        if sess.patience and st.bad_epochs >= sess.patience and st.epoch < epochs:
+        if early_stopping and stop_early(st, sess.patience, epochs):
             log.info("early stopping: validation accuracy has not improved for %d epochs",
                      st.bad_epochs)
             st.epoch = epochs
         save_epoch(sess, record, improved)
         sess.emit(ProgressEvent("epoch_end", phase=phase, epoch=st.epoch, epochs=epochs,
                                 logs=record))
+
+
+def stop_early(st: TrainState, patience: int, epochs: int) -> bool:
+    """Whether the phase ends now: ``patience`` epochs without a better validation score,
+    never in the first half of the phase. The learning rate is still high there (warm-up,
+    then cosine decay), and a fine-tuning phase often starts below the previous phase's
+    best before it passes it: stopping then would keep the previous phase's model."""
+    return bool(patience) and st.bad_epochs >= patience and epochs / 2 <= st.epoch < epochs
 
 
 def save_epoch(sess: Session, record: dict, improved: bool) -> None:

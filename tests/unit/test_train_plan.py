@@ -52,7 +52,8 @@ def test_too_small_a_budget_falls_back_to_the_probe_and_says_so():
 
 def test_views_follow_the_data_size():
     assert views_for(100) == 6 and views_for(100_000) == 2
-    assert views_for(2000) == 4 and epochs_for(4) == 8
+    assert views_for(2000) == 4 and epochs_for(4) == 16
+    assert epochs_for(2) == 8 and epochs_for(6) == 24       # each view seen about 4 times
 
 
 @pytest.mark.parametrize("kwargs,strategy,epochs", [

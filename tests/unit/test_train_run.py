@@ -140,3 +140,21 @@ def test_load_checkpoint_refuses_lambda_and_non_models(tmp_path):
         load_checkpoint(junk)
     with pytest.raises(RunError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.keras")
+
+
+@pytest.mark.parametrize("epoch, epochs, bad, patience, stops", [
+    (5, 30, 5, 5, False),      # first half of a 30-epoch phase: the learning rate is high
+    (14, 30, 14, 5, False),
+    (15, 30, 5, 5, True),      # second half: patience applies
+    (15, 30, 4, 5, False),
+    (6, 12, 6, 5, True),
+    (12, 12, 9, 5, False),     # the phase is over anyway
+    (20, 30, 20, 0, False),    # --patience 0: off
+])
+def test_early_stopping_never_ends_the_first_half_of_a_phase(epoch, epochs, bad, patience,
+                                                              stops):
+    from edgeclf.train.loop import TrainState, stop_early
+
+    st = TrainState(epoch=epoch, bad_epochs=bad)
+    assert stop_early(st, patience, epochs) is stops
+
