@@ -10,7 +10,9 @@ medians. Ratios are to the first variant of each table, measured in the same rou
 machine is shared: the load average is recorded before and after.
 
 Tables: onnxruntime session options (threads 0 vs explicit, thread affinity,
-``session.dynamic_block_base``, spinning policies), the ONNX input (float32 vs uint8 with
+``session.dynamic_block_base``, spinning policies), spinning policies against bare XNNPACK
+on the host as it is and beside ``--busy`` CPU-bound processes (``--only spin``), the ONNX
+input (float32 vs uint8 with
 the cast inside the graph), and the predictor against a bare session / interpreter on the
 same file (its per-call overhead). Writes ``benchmarks/results/predictor-levers-<UTC
 date>.json`` and ``.md``.
@@ -48,7 +50,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=30, help="timed calls per round, batch 1")
     p.add_argument("--big-batch", type=int, default=32)
     p.add_argument("--big-calls", type=int, default=3, help="timed calls per round, big batch")
-    p.add_argument("--only", default="options,input,overhead,int8")
+    p.add_argument("--only", default="options,input,overhead,int8",
+                   help="tables: options,input,overhead,int8,spin")
+    p.add_argument("--busy", type=int, default=1,
+                   help="spin table: CPU-bound processes beside for its second half (0: none)")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
@@ -138,6 +143,49 @@ def options_table(ort, onnx: str, t: int, args) -> dict:
     return {"batch 1": interleave(calls, rounds=args.rounds, calls=args.calls)}
 
 
+SPIN_US = (50, 100, 200)
+
+
+def spin_table(ort, onnx: str, t: int, args) -> dict:
+    """Spinning policies of the intra-op pool against bare XNNPACK, batch 1 and the big
+    batch, on the host as it is and with ``--busy`` CPU-bound processes beside (what an
+    embedded predictor meets on a shared machine). Bounded spinning
+    (``session.intra_op.spin_duration_us``, onnxruntime >= 1.26) spins a while between
+    the kernels of a run, then blocks; ``force_spinning_stop`` ends it when a run returns."""
+    import subprocess
+
+    tflite = Path(onnx).with_suffix(".tflite")
+    sessions = {"never spinning": session(ort, onnx, t, spinning="never"),
+                "spin within run, unbounded": session(ort, onnx, t)}
+    for us in SPIN_US:
+        sessions[f"spin at most {us} us, then block"] = session(
+            ort, onnx, t, {"session.intra_op.spin_duration_us": str(us)})
+    out = {}
+    for busy in (0, args.busy):
+        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                   for _ in range(busy)]
+        try:
+            time.sleep(1.0 if busy else 0.0)
+            for b, calls in ((1, args.calls), (args.big_batch, args.big_calls)):
+                x = sample_batch(b, 224, 224)
+                calls_ = {k: bare_call(s, x) for k, s in sessions.items()}
+                ov = openvino_call(onnx, t, x)
+                if ov is not None:       # only where the openvino package is importable
+                    calls_["OpenVINO runtime (CPU, LATENCY hint, f32) on model.onnx"] = ov
+                if tflite.is_file():
+                    calls_[f"bare LiteRT + XNNPACK on {tflite.name}"] = tflite_bare(tflite, t, x)
+                host = f"{busy} CPU-bound process(es) beside" if busy else "host as it is"
+                out[f"batch {b}, {t} threads, {host}"] = interleave(
+                    calls_, rounds=args.rounds, calls=calls)
+        finally:
+            for proc in burners:
+                proc.kill()
+                proc.wait()
+        if not args.busy:
+            break
+    return out
+
+
 def input_table(ort, onnx: str, t: int, args, tmp: Path) -> dict:
     import onnx as onnx_lib
 
@@ -192,7 +240,9 @@ def openvino_call(path: str, t: int, x: np.ndarray) -> Fn | None:
         return None
     core = ov.Core()
     compiled = core.compile_model(path, "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                "INFERENCE_NUM_THREADS": t})
+                                                "INFERENCE_NUM_THREADS": t,
+                                                # its default is bf16 where the CPU has it
+                                                "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     dtype = np.uint8 if compiled.input(0).get_element_type() == ov.Type.u8 else np.float32
     return lambda: request.infer({0: x.astype(dtype, copy=False)})
@@ -266,6 +316,9 @@ def main(argv: list[str]) -> int:
         if "options" in only:
             res["tables"]["onnxruntime session options, model.onnx, batch 1"] = \
                 options_table(ort, onnx, args.threads, args)
+        if "spin" in only:
+            res["tables"]["Spinning policies vs bare XNNPACK (bare sessions)"] = \
+                spin_table(ort, onnx, args.threads, args)
         if "input" in only:
             res["tables"]["ONNX input dtype (bare sessions, same options)"] = \
                 input_table(ort, onnx, args.threads, args, Path(tmp))
