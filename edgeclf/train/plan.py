@@ -25,6 +25,9 @@ MIN_VIEWS, MAX_VIEWS = 2, 6
 #: 98.6% and 95.4% -> 95.6% test on two datasets, ~1 minute more each).
 EPOCHS_PER_VIEW = 4
 MIN_EPOCHS, MAX_EPOCHS = 8, 24
+#: Where even the fewest views at ``MIN_EPOCHS`` do not fit (large datasets: each epoch is
+#: many steps already), fewer epochs at the same cut are tried before a shallower cut.
+SHORT_EPOCHS = (6, 4)
 #: Share of the budget kept back for evaluation, checkpoints and estimation error.
 SAFETY = 0.15
 
@@ -73,6 +76,16 @@ def views_for(n_train: int) -> int:
 
 def epochs_for(views: int) -> int:
     return int(min(MAX_EPOCHS, max(MIN_EPOCHS, EPOCHS_PER_VIEW * views)))
+
+
+def candidates(n_train: int, fine_tune_epochs: int | None) -> list[tuple[int, int]]:
+    """(views, epochs) to try at one cut, best first: the most views down to the fewest,
+    each with its epochs; then the fewest views with shorter schedules."""
+    out = [(v, fine_tune_epochs or epochs_for(v))
+           for v in range(views_for(n_train), MIN_VIEWS - 1, -1)]
+    if not fine_tune_epochs:
+        out += [(MIN_VIEWS, e) for e in SHORT_EPOCHS if e < epochs_for(MIN_VIEWS)]
+    return out
 
 
 def cut_seconds(cost: CutCost, *, n_train: int, n_eval: int, n_val: int, views: int,
@@ -143,8 +156,7 @@ def plan_auto(*, head: str, pretrained: bool, accelerator: bool, single_backbone
     while (cost := costs(k)) is not None:
         measured[cost.cut] = {"bottom": cost.bottom, "step": cost.step,
                               "forward": cost.forward}
-        for views in range(views_for(n_train), MIN_VIEWS - 1, -1):
-            epochs = fine_tune_epochs or epochs_for(views)
+        for views, epochs in candidates(n_train, fine_tune_epochs):
             need = cut_seconds(cost, n_train=n_train, n_eval=n_val + n_test, n_val=n_val,
                                views=views, epochs=epochs)
             cheapest = need if cheapest is None else min(cheapest, need)

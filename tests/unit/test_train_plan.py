@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgeclf.train.plan import (CutCost, Plan, cut_seconds, epochs_for, plan_auto, plan_cut,
-                                plan_fixed, views_for)
+from edgeclf.train.plan import (SHORT_EPOCHS, CutCost, Plan, candidates, cut_seconds, epochs_for,
+                                plan_auto, plan_cut, plan_fixed, views_for)
 from edgeclf.errors import ConfigError
 
 CUTS = [CutCost("deep", bottom=0.010, step=0.004, forward=0.001),
@@ -37,10 +37,20 @@ def test_a_tighter_budget_takes_fewer_views_then_a_shallower_cut():
                        epochs=epochs_for(views_for(1000)))
     fewer = _auto((full - 1 + 10) / 0.85)
     assert fewer.cut == "deep" and fewer.views < views_for(1000)
+    fewest = cut_seconds(CUTS[0], n_train=1000, n_eval=450, n_val=300, views=2,
+                         epochs=epochs_for(2))
+    short = _auto((fewest - 1 + 10) / 0.85)       # fewer epochs at the deep cut first
+    assert short.cut == "deep" and short.views == 2 and short.epochs == SHORT_EPOCHS[0]
     cheap_deep = cut_seconds(CUTS[0], n_train=1000, n_eval=450, n_val=300, views=2,
-                             epochs=epochs_for(2))
+                             epochs=SHORT_EPOCHS[-1])
     shallow = _auto((cheap_deep - 1 + 10) / 0.85)
     assert shallow.strategy == "cut-fine-tune" and shallow.cut == "shallow"
+
+
+def test_candidates_go_from_most_views_to_shorter_schedules():
+    assert candidates(1000, None) == [(6, 24), (5, 20), (4, 16), (3, 12), (2, 8), (2, 6),
+                                      (2, 4)]
+    assert candidates(100_000, 3) == [(2, 3)]        # --fine-tune-epochs: as given
 
 
 def test_too_small_a_budget_falls_back_to_the_probe_and_says_so():
