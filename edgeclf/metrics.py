@@ -167,3 +167,16 @@ def split_metrics(y_true: Sequence[int] | np.ndarray, probs: np.ndarray,
         if key == "top5":
             out["loss"] = loss
     return out
+
+
+def selection_score(predicted: np.ndarray, labels: np.ndarray, *, balanced: bool) -> float:
+    """What picks the best epoch and the head's L2 strength on val: the accuracy, or with
+    class weights on (``balanced``) the mean recall over the classes with images (balanced
+    accuracy, what the class-weighted loss optimises: a small class counts as much as a
+    large one). NaN for no images."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    if not len(labels):
+        return float("nan")
+    if not balanced:
+        return float((predicted == labels).mean())
+    return float(np.mean([(predicted[labels == c] == c).mean() for c in np.unique(labels)]))

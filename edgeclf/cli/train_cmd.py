@@ -149,8 +149,8 @@ def register(app: typer.Typer) -> None:
                                                "on cached features.", panel="Augmentation"),
         patience: Optional[int] = _opt(
             None, "--patience", help="Early stopping after N epochs without a better val "
-            "accuracy, never in a phase's first half; not in the cut fine-tune, whose planned "
-            "epochs all run (default 5; 0: off)."),
+            "score (accuracy; mean recall with class weights), never in a phase's first "
+            "half; not in the cut fine-tune, whose planned epochs all run (default 5; 0: off)."),
         split: Optional[str] = _opt(None, "--split", help="train,val,test (default: 70,20,10)."),
         seed: Optional[int] = _opt(None, "--seed"),
         backend: Optional[str] = _opt(None, "--backend", help="tensorflow | jax "

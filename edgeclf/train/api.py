@@ -131,8 +131,9 @@ def _train_locked(cfg: TrainConfig, paths: RunPaths, progress: Progress | None,
                                           augment=not plan.cached or images_phase2)
     weights = class_weights(cfg, data)
     if weights is not None and cfg.class_weights == "auto":
-        _emit(progress, "classes are imbalanced: balanced class weights "
-                        "(--class-weights none turns them off)")
+        _emit(progress, "classes are imbalanced: balanced class weights, and the best epoch "
+                        "and head are chosen by val mean recall (--class-weights none turns "
+                        "both off)")
     sess = Session(model=model, paths=paths, train=train_l, val=val_l,
                    num_classes=len(data.classes), state=state, patience=cfg.patience,
                    class_weights=weights, progress=progress,
@@ -267,7 +268,7 @@ def _record_probe(sess: Session, best: dict, seconds: float, n_images: int) -> N
     st.train_seconds += seconds
     st.train_images += n_images
     st.best_val, st.best_epoch, st.best_phase = best["best_val"], best_epoch, 1
-    st.phase1_val = best["best_val"]
+    st.phase1_val = max(row["val_accuracy"] for row in best["rows"])
     last = sess.history.pop()
     save_epoch(sess, last, improved=True)
 
@@ -309,6 +310,8 @@ def _finish(sess: Session, cfg: TrainConfig, data: RunData, val_l: Any, test_l: 
                "best_phase": st.best_phase,
                "phase1_val_accuracy": round(st.phase1_val, 4),
                "phase2_val_accuracy": round(st.phase2_val, 4) if st.phase2_val >= 0 else None,
+               "selected_by": ("val mean recall (class weights)"
+                               if sess.class_weights is not None else "val accuracy"),
                "backend": cfg.backend, "image_size": cfg.image_size,
                "strategy": plan.strategy, "strategy_reason": plan.reason,
                **({"cut": plan.cut, "views": plan.views} if plan.cut else {}),

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from edgeclf.metrics import selection_score
+
 log = logging.getLogger(__name__)
 
 #: L2 strengths tried (on standardised features, loss averaged over rows), strongest first
@@ -43,6 +45,9 @@ class ConvexFit:
     train_accuracy: float
     seconds: float
     grid: list[dict] = field(default_factory=list)   # {"l2", "val_accuracy", "val_loss", "iterations"}
+    #: what chose ``l2`` (:func:`edgeclf.metrics.selection_score`): the val accuracy, or
+    #: with class weights the val mean recall (also in the grid rows, ``val_mean_recall``)
+    val_score: float | None = None
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return softmax(np.asarray(x, np.float32) @ self.kernel + self.bias)
@@ -100,8 +105,10 @@ def fit_convex_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                     class_weight: np.ndarray | None = None,
                     grid: tuple[float, ...] = L2_GRID) -> ConvexFit:
     """Fit softmax regression for every L2 strength of ``grid`` (warm-started, strongest
-    first) and keep the one with the best validation accuracy (ties: lower validation
-    loss). Without validation rows, :data:`DEFAULT_L2` is used."""
+    first) and keep the one with the best validation score (ties: lower validation loss):
+    the accuracy, or with ``class_weight`` the mean recall
+    (:func:`edgeclf.metrics.selection_score`). Without validation rows, :data:`DEFAULT_L2`
+    is used."""
     t0 = time.perf_counter()
     x_train = np.asarray(x_train, np.float32)
     y_train = np.asarray(y_train, np.int64)
@@ -121,6 +128,7 @@ def fit_convex_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
           else np.ones(len(y_train), np.float32)).astype(np.float32)
     sw = sw / sw.sum()
     have_val = len(y_val) > 0
+    balanced = class_weight is not None
     xv = (np.asarray(x_val, np.float32) - mean) / scale if have_val else None
     theta = np.zeros(d * c + c, np.float64)
     best: tuple | None = None
@@ -134,7 +142,10 @@ def fit_convex_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
             pv = softmax(xv @ w + b)
             row["val_accuracy"] = round(float((pv.argmax(1) == y_val).mean()), 4)
             row["val_loss"] = round(_xent(pv, np.asarray(y_val, np.int64)), 4)
-            key = (row["val_accuracy"], -row["val_loss"])
+            if balanced:
+                row["val_mean_recall"] = round(selection_score(pv.argmax(1), y_val,
+                                                               balanced=True), 4)
+            key = (row.get("val_mean_recall", row["val_accuracy"]), -row["val_loss"])
         else:
             key = (0.0, 0.0)
         rows.append(row)
@@ -148,7 +159,9 @@ def fit_convex_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     fit = ConvexFit(kernel=kernel, bias=bias, l2=row["l2"],
                     val_accuracy=row["val_accuracy"], val_loss=row["val_loss"],
                     train_accuracy=round(train_acc, 4),
-                    seconds=round(time.perf_counter() - t0, 2), grid=rows)
-    log.info("convex head: L2 %g chosen on val (val acc %s) in %.1fs over %d strengths",
-             fit.l2, fit.val_accuracy, fit.seconds, len(rows))
+                    seconds=round(time.perf_counter() - t0, 2), grid=rows,
+                    val_score=row.get("val_mean_recall", row["val_accuracy"]))
+    log.info("convex head: L2 %g chosen on val (val acc %s%s) in %.1fs over %d strengths",
+             fit.l2, fit.val_accuracy, f", mean recall {fit.val_score}" if balanced else "",
+             fit.seconds, len(rows))
     return fit

@@ -221,9 +221,9 @@ def phase1_cached(fast: Fast, cfg: TrainConfig, model: Any, data: RunData, sess:
             n = len(data.labels["train"])
             plain = fit_convex_head(f["train"][:n], y_tr[:n], f["val"], y_va,
                                     num_classes=n_classes, class_weight=sess.class_weights)
-            log.info("convex head: val accuracy %.4f with mirrored rows, %.4f without",
-                     fit.val_accuracy, plain.val_accuracy)
-            if (plain.val_accuracy, -plain.val_loss) > (fit.val_accuracy, -fit.val_loss):
+            log.info("convex head: val score %.4f with mirrored rows, %.4f without",
+                     fit.val_score, plain.val_score)
+            if (plain.val_score, -plain.val_loss) > (fit.val_score, -fit.val_loss):
                 fit, rows, mirrored = plain, n, False
         model.get_layer("head_logits").set_weights([fit.kernel, fit.bias])
         fast.convex = {"l2": fit.l2, "grid": fit.grid, "seconds": fit.seconds,
@@ -234,7 +234,8 @@ def phase1_cached(fast: Fast, cfg: TrainConfig, model: Any, data: RunData, sess:
                "val_loss": fit.val_loss if probs is not None else float("nan"),
                "val_accuracy": val_acc, "seconds": time.perf_counter() - t0,
                "images": int(len(y_tr))}
-        return {"best_epoch": 1, "best_val": val_acc, "rows": [row]}
+        score = fit.val_score if fit.val_score is not None else fit.train_accuracy
+        return {"best_epoch": 1, "best_val": score, "rows": [row]}
     head = build_head_model(f["train"].shape[1], n_classes, head=cfg.head,
                             dropout=cfg.dropout)
     steps = -(-len(y_tr) // feats.PROBE_BATCH)

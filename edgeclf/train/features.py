@@ -18,6 +18,7 @@ import numpy as np
 from edgeclf.data import DecodeCache, cache_root
 from edgeclf.data.loader import BatchLoader
 from edgeclf.fsutil import atomic_path, read_json, write_json
+from edgeclf.metrics import selection_score
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ def train_probe(head_model: Any, train: tuple[np.ndarray, np.ndarray],
                 sample_weight: np.ndarray | None, patience: int, seed: int,
                 on_epoch: Callable[[int, dict], None] | None = None) -> dict:
     """Train the (compiled) head on features with mini-batches; keep the weights of the
-    best validation epoch. Returns {"best_epoch", "best_val", "rows"}."""
+    best validation epoch (:func:`edgeclf.metrics.selection_score`: balanced when
+    ``sample_weight`` is given). Returns {"best_epoch", "best_val" (that score), "rows"}."""
     from .loop import one_hot
 
     x, y = train
@@ -120,13 +122,15 @@ def train_probe(head_model: Any, train: tuple[np.ndarray, np.ndarray],
             acc += float(logs.get("accuracy", 0.0)) * len(idx)
         probs = np.asarray(head_model.predict_on_batch(xv), np.float32) if len(yv) else None
         val_acc = float((probs.argmax(1) == yv).mean()) if probs is not None else acc / len(x)
+        score = (selection_score(probs.argmax(1), yv, balanced=sample_weight is not None)
+                 if probs is not None else val_acc)
         val_loss = _xent(probs, yv) if probs is not None else float("nan")
         row = {"loss": loss / len(x), "accuracy": acc / len(x), "val_loss": val_loss,
                "val_accuracy": val_acc, "seconds": time.perf_counter() - t0,
                "images": len(x)}
         best["rows"].append(row)
-        if val_acc > best["best_val"]:
-            best.update(best_epoch=epoch + 1, best_val=val_acc)
+        if score > best["best_val"]:
+            best.update(best_epoch=epoch + 1, best_val=score)
             best_weights = head_model.get_weights()
             bad = 0
         else:

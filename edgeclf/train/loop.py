@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeclf.data.loader import BatchLoader
 from edgeclf.fsutil import atomic_path, read_json, write_json, write_text
-from edgeclf.metrics import cross_entropy
+from edgeclf.metrics import cross_entropy, selection_score
 from edgeclf.run import RunPaths
 
 from . import cluster
@@ -165,11 +165,15 @@ def _log_shard(sess: Session, phase: int, epoch: int) -> None:
              len(rows), digest)
 
 
-def validate(sess: Session) -> tuple[float, float]:
+def validate(sess: Session) -> tuple[float, float, float]:
+    """Val loss, accuracy and the score that picks the best epoch
+    (:func:`edgeclf.metrics.selection_score`: balanced when classes are weighted)."""
     probs, labels = predict(sess.model, sess.val)
     if not len(labels):
-        return float("nan"), float("nan")
-    return cross_entropy(probs, labels), float((probs.argmax(1) == labels).mean())
+        return float("nan"), float("nan"), float("nan")
+    pred = probs.argmax(1)
+    return (cross_entropy(probs, labels), float((pred == labels).mean()),
+            selection_score(pred, labels, balanced=sess.class_weights is not None))
 
 
 def run_phase(sess: Session, phase: int, epochs: int, *, early_stopping: bool = True) -> None:
@@ -178,7 +182,7 @@ def run_phase(sess: Session, phase: int, epochs: int, *, early_stopping: bool = 
     st = sess.state
     while st.epoch < epochs:
         row = train_epoch(sess, phase, st.epoch, epochs)
-        val_loss, val_acc = validate(sess)
+        val_loss, val_acc, val_score = validate(sess)
         st.epoch += 1
         st.global_epoch += 1
         st.train_seconds += row["seconds"]
@@ -188,16 +192,17 @@ def run_phase(sess: Session, phase: int, epochs: int, *, early_stopping: bool = 
                   "lr": current_lr(sess.model.optimizer), "seconds": row["seconds"],
                   "images_per_second": row["images_per_second"],
                   "input_wait": row["input_wait"]}
-        score = val_acc if val_acc == val_acc else row["accuracy"]   # no val split: train
+        score = val_score if val_score == val_score else row["accuracy"]   # no val: train
         improved = score > st.best_val
         if improved:
             st.best_val, st.best_epoch, st.best_phase, st.bad_epochs = (
                 score, st.global_epoch, phase, 0)
         else:
             st.bad_epochs += 1
-        setattr(st, f"phase{phase}_val", max(getattr(st, f"phase{phase}_val"), score))
+        setattr(st, f"phase{phase}_val", max(getattr(st, f"phase{phase}_val"),
+                                             val_acc if val_acc == val_acc else row["accuracy"]))
         if early_stopping and stop_early(st, sess.patience, epochs):
-            log.info("early stopping: validation accuracy has not improved for %d epochs",
+            log.info("early stopping: the validation score has not improved for %d epochs",
                      st.bad_epochs)
             st.epoch = epochs
         save_epoch(sess, record, improved)

@@ -65,3 +65,18 @@ def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="features"):
         fit_convex_head(np.zeros((3, 2)), np.zeros(2, np.int64), np.zeros((0, 2)),
                         np.zeros(0), num_classes=2)
+
+
+def test_with_class_weights_the_strength_is_chosen_by_val_mean_recall():
+    x, y = _blobs([300, 15], d=8, sep=0.8, seed=4)
+    xv, yv = _blobs([300, 15], d=8, sep=0.8, seed=5)
+    plain = fit_convex_head(x, y, xv, yv, num_classes=2)
+    assert plain.val_score == plain.val_accuracy
+    assert all("val_mean_recall" not in r for r in plain.grid)
+    weighted = fit_convex_head(x, y, xv, yv, num_classes=2,
+                               class_weight=balanced_weights(y, 2))
+    chosen = [r for r in weighted.grid if r["l2"] == weighted.l2][0]
+    assert weighted.val_score == chosen["val_mean_recall"]
+    assert chosen["val_mean_recall"] == max(r["val_mean_recall"] for r in weighted.grid)
+    recalls = [(weighted.predict_proba(xv[yv == k]).argmax(1) == k).mean() for k in (0, 1)]
+    assert weighted.val_score == pytest.approx(np.mean(recalls), abs=1e-4)

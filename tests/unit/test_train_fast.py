@@ -61,6 +61,7 @@ def test_cut_fine_tune_trains_one_keras_model_and_resumes(shapes_dir, tmp_path, 
     assert [r.split(",")[1] for r in history] == ["1", "2", "2"]
     m = result.metrics
     assert m["strategy"] == "cut-fine-tune" and m["cut"] == choice["cut"]
+    assert m["selected_by"] == "val accuracy"          # balanced classes
     engine = m["engines"]["cut_bottom"]
     assert engine["engine"] == "onnxruntime" and engine["max_abs_diff_vs_keras"] <= 1e-3
     assert m["convex_head"]["l2"] in [r["l2"] for r in m["convex_head"]["grid"]]
@@ -101,6 +102,9 @@ def test_probe_mirrors_rows_unless_told_not_to_and_one_image_classes_train(
     # the one-image class trained (it is in the split's training part), and was flagged
     said = " ".join(e.message for e in events if e.kind == "stage")
     assert f"{lonely.name} (1 images)" in said and "balanced class weights" in said
+    # weighted classes: the head's strength (and any best epoch) chosen by val mean recall
+    assert "val mean recall" in said and flip["selected_by"] == "val mean recall (class weights)"
+    assert all("val_mean_recall" in row for row in flip["convex_head"]["grid"])
     assert flip["test"]["per_class"][lonely.name]["support"] == 0
     report = json.loads(RunPaths(tmp_path / "flip").data_report.read_text())
     assert lonely.name in report["small_classes"]

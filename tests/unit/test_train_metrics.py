@@ -49,3 +49,15 @@ def test_scalar_writer_writes_tfrecord_events(tmp_path):
     assert len(records) == 2 and b"brain.Event:2" in records[0]
     assert b"val_accuracy" in records[1] and struct.pack("<f", 0.5) in records[1]
     assert b"loss" not in records[1]
+
+
+def test_selection_score_is_accuracy_or_with_class_weights_the_mean_recall():
+    from edgeclf.metrics import selection_score
+
+    labels = np.array([0] * 8 + [1] * 2)
+    pred = np.array([0] * 8 + [0, 1])             # the small class half right
+    assert selection_score(pred, labels, balanced=False) == 0.9
+    assert selection_score(pred, labels, balanced=True) == 0.75
+    everything_large = np.zeros(10, int)          # 80% accurate, small class never found
+    assert selection_score(everything_large, labels, balanced=True) == 0.5
+    assert np.isnan(selection_score(pred[:0], labels[:0], balanced=True))
