@@ -12,8 +12,7 @@ machine is shared: the load average is recorded before and after.
 Tables: onnxruntime session options (threads 0 vs explicit, thread affinity,
 ``session.dynamic_block_base``, spinning policies), spinning policies against bare XNNPACK
 on the host as it is and beside ``--busy`` CPU-bound processes (``--only spin``), the ONNX
-input (float32 vs uint8 with
-the cast inside the graph), and the predictor against a bare session / interpreter on the
+input (float32 vs uint8 with the cast inside the graph), and the predictor against a bare session / interpreter on the
 same file (its per-call overhead). Writes ``benchmarks/results/predictor-levers-<UTC
 date>.json`` and ``.md``.
 """

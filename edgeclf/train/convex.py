@@ -140,11 +140,11 @@ def fit_convex_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         if have_val:
             w, b = _split_theta(theta, d, c)
             pv = softmax(xv @ w + b)
-            row["val_accuracy"] = round(float((pv.argmax(1) == y_val).mean()), 4)
+            pred = pv.argmax(1)
+            row["val_accuracy"] = round(float((pred == y_val).mean()), 4)
             row["val_loss"] = round(_xent(pv, np.asarray(y_val, np.int64)), 4)
             if balanced:
-                row["val_mean_recall"] = round(selection_score(pv.argmax(1), y_val,
-                                                               balanced=True), 4)
+                row["val_mean_recall"] = round(selection_score(pred, y_val, balanced=True), 4)
             key = (row.get("val_mean_recall", row["val_accuracy"]), -row["val_loss"])
         else:
             key = (0.0, 0.0)

@@ -121,9 +121,12 @@ def train_probe(head_model: Any, train: tuple[np.ndarray, np.ndarray],
             loss += float(logs["loss"]) * len(idx)
             acc += float(logs.get("accuracy", 0.0)) * len(idx)
         probs = np.asarray(head_model.predict_on_batch(xv), np.float32) if len(yv) else None
-        val_acc = float((probs.argmax(1) == yv).mean()) if probs is not None else acc / len(x)
-        score = (selection_score(probs.argmax(1), yv, balanced=sample_weight is not None)
-                 if probs is not None else val_acc)
+        if probs is not None:
+            pred = probs.argmax(1)
+            val_acc = float((pred == yv).mean())
+            score = selection_score(pred, yv, balanced=sample_weight is not None)
+        else:                                   # no val split: the training accuracy
+            val_acc = score = acc / len(x)
         val_loss = _xent(probs, yv) if probs is not None else float("nan")
         row = {"loss": loss / len(x), "accuracy": acc / len(x), "val_loss": val_loss,
                "val_accuracy": val_acc, "seconds": time.perf_counter() - t0,

@@ -192,15 +192,15 @@ def run_phase(sess: Session, phase: int, epochs: int, *, early_stopping: bool = 
                   "lr": current_lr(sess.model.optimizer), "seconds": row["seconds"],
                   "images_per_second": row["images_per_second"],
                   "input_wait": row["input_wait"]}
-        score = val_score if val_score == val_score else row["accuracy"]   # no val: train
-        improved = score > st.best_val
+        if val_acc != val_acc:                  # no val split: the training accuracy
+            val_acc = val_score = row["accuracy"]
+        improved = val_score > st.best_val
         if improved:
             st.best_val, st.best_epoch, st.best_phase, st.bad_epochs = (
-                score, st.global_epoch, phase, 0)
+                val_score, st.global_epoch, phase, 0)
         else:
             st.bad_epochs += 1
-        setattr(st, f"phase{phase}_val", max(getattr(st, f"phase{phase}_val"),
-                                             val_acc if val_acc == val_acc else row["accuracy"]))
+        setattr(st, f"phase{phase}_val", max(getattr(st, f"phase{phase}_val"), val_acc))
         if early_stopping and stop_early(st, sess.patience, epochs):
             log.info("early stopping: the validation score has not improved for %d epochs",
                      st.bad_epochs)

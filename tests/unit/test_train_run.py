@@ -157,4 +157,3 @@ def test_early_stopping_never_ends_the_first_half_of_a_phase(epoch, epochs, bad,
 
     st = TrainState(epoch=epoch, bad_epochs=bad)
     assert stop_early(st, patience, epochs) is stops
-
